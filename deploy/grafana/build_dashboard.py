@@ -1,0 +1,729 @@
+"""Generate the Grafana dashboard deploy/grafana/dashboards/cx-overview.json.
+
+    python deploy/grafana/build_dashboard.py           # rewrite the JSON
+    python deploy/grafana/build_dashboard.py --check   # exit 1 if the JSON is out of date
+
+Every panel and query lives in ``ROWS`` below; the JSON is derived from it (pure stdlib,
+deterministic) and committed, and ``tests/deploy/test_dashboard.py`` regenerates and compares.
+
+Query rules (see deploy/README.md):
+
+* Every worker exports the WHOLE-SHOP value of every CX metric, so N workers are N identical
+  copies: CX metrics are always read through ``max without (instance, pod) (...)`` (counters:
+  ``max without (instance, pod) (rate(...))``), never summed across targets. Sums below run over
+  channels, currencies, topics ... of ONE deduplicated copy.
+* Per-worker pipeline metrics (``cx_pipeline_*``) differ per worker and are summed.
+* Queries use only scraped metrics, not the recording rules, so the dashboard also works on a
+  Prometheus that does not load deploy/prometheus/rules.
+* Template variables: ``$channel`` (multi-value regex, All = ``.*``) and ``$window`` (one of the
+  pipeline's windows, ``5m``/``1h``/``24h``). :func:`panel_queries` returns every query with them
+  substituted for tests that run the queries against a real Prometheus.
+"""
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+OUTPUT = Path(__file__).resolve().parent / "dashboards" / "cx-overview.json"
+
+UID = "cx-overview"
+TITLE = "CX overview"
+DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
+
+CHANNELS = ("web", "mobile_app", "store", "marketplace", "call_center", "chat", "email", "social")
+WINDOWS = ("5m", "1h", "24h")
+DEFAULT_WINDOW = "1h"
+
+# Deduplication of the identical whole-shop copies exported by every worker.
+DEDUP = "max without (instance, pod)"
+CHANNEL = 'channel=~"$channel"'
+WINDOW = 'window="$window"'
+
+# Absolute TTR alert threshold (CXTicketResolutionTimeHigh), drawn on the TTR panel.
+TTR_HIGH_SECONDS = 28800
+DEAD_LETTER_RATIO_LIMIT = 0.05
+
+
+# --- query helpers ----------------------------------------------------------------------------
+def selector(metric: str, *matchers: str) -> str:
+    return f"{metric}{{{', '.join(matchers)}}}" if matchers else metric
+
+
+def cx(metric: str, *matchers: str, window: bool = True) -> str:
+    """A CX gauge for the selected window and channels, one copy (deduplicated)."""
+    scope = ([WINDOW] if window else []) + [CHANNEL]
+    return f"{DEDUP} ({selector(metric, *scope, *matchers)})"
+
+
+def cx_rate(metric: str, *matchers: str, range_: str = "5m") -> str:
+    """Per-second rate of a whole-shop CX counter, one copy (rate first, then max)."""
+    return f"{DEDUP} (rate({selector(metric, *matchers)}[{range_}]))"
+
+
+def ttr_p90(range_: str) -> str:
+    """p90 TTR of the selected channels from the histogram, as the TTR alerts compute it."""
+    buckets = cx_rate("cx_ticket_resolution_seconds_bucket", CHANNEL, range_=range_)
+    return f"histogram_quantile(0.9, sum by (le) ({buckets}))"
+
+
+def weighted(score: str, survey: str) -> str:
+    """Mean of a per-channel score weighted by its response count: the selection's score."""
+    count = cx("cx_survey_responses", f'survey="{survey}"')
+    return f"sum({score} * ignoring (survey) ({count} > 0)) / sum({count} > 0)"
+
+
+def zero_if_absent(expr: str) -> str:
+    return f"(sum({expr}) or vector(0))"
+
+
+def dead_letter_ratio(range_: str) -> str:
+    rejected = zero_if_absent(cx_rate("cx_events_rejected_total", range_=range_))
+    accepted = zero_if_absent(cx_rate("cx_events_total", range_=range_))
+    return f"{rejected} / ({rejected} + {accepted})"
+
+
+def worker_only(expr: str) -> str:
+    """Restrict a process_* metric to cx-pipeline workers (Prometheus exports them too)."""
+    return f"({expr}) and on (job, instance) cx_pipeline_view_ready"
+
+
+# --- model --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Query:
+    expr: str
+    legend: str = ""
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    queries: tuple[Query, ...]
+    description: str
+    unit: str = "short"
+    kind: str = "timeseries"  # or "stat"
+    width: int = 8
+    min: float | None = None
+    max: float | None = None
+    stack: bool = False
+    thresholds: tuple[tuple[float, str], ...] = ()
+    threshold_line: bool = False
+    decimals: int | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    title: str
+    panels: tuple[Panel, ...] = field(default_factory=tuple)
+
+
+def q(expr: str, legend: str = "") -> Query:
+    return Query(expr, legend)
+
+
+ROWS: tuple[Row, ...] = (
+    Row(
+        "Voice of customer",
+        (
+            Panel(
+                "NPS (selected channels)",
+                (
+                    q(
+                        "100 * ("
+                        + zero_if_absent(cx("cx_nps_responses", 'category="promoter"'))
+                        + " - "
+                        + zero_if_absent(cx("cx_nps_responses", 'category="detractor"'))
+                        + f") / sum({cx('cx_nps_responses')})",
+                        "NPS",
+                    ),
+                ),
+                "Net promoter score of the selected channels over $window, from the response "
+                "counts: 100 x (promoters - detractors) / responses.",
+                kind="stat",
+                width=6,
+                min=-100,
+                max=100,
+                decimals=1,
+                thresholds=((-100, "red"), (0, "yellow"), (30, "green")),
+            ),
+            Panel(
+                "CSAT (selected channels)",
+                (q(weighted(cx("cx_csat_ratio"), "csat"), "CSAT"),),
+                "Share of CSAT responses scoring 4 or 5 over $window, weighted over the "
+                "selected channels.",
+                unit="percentunit",
+                kind="stat",
+                width=6,
+                min=0,
+                max=1,
+                thresholds=((0, "red"), (0.7, "yellow"), (0.85, "green")),
+            ),
+            Panel(
+                "CES (selected channels)",
+                (q(weighted(cx("cx_ces_score"), "ces"), "CES"),),
+                "Mean customer effort score (1-7) over $window, weighted over the selected "
+                "channels.",
+                kind="stat",
+                width=6,
+                min=1,
+                max=7,
+                decimals=2,
+            ),
+            Panel(
+                "Survey responses",
+                (q(f"sum by (survey) ({cx('cx_survey_responses')})", "{{survey}}"),),
+                "Survey responses in the last $window, by survey, selected channels.",
+                kind="stat",
+                width=6,
+            ),
+            Panel(
+                "NPS by channel",
+                (q(cx("cx_nps_score"), "{{channel}}"),),
+                "NPS per channel over $window (-100..100). No value: no NPS response in the "
+                "window.",
+                min=-100,
+                max=100,
+            ),
+            Panel(
+                "CSAT by channel",
+                (q(cx("cx_csat_ratio"), "{{channel}}"),),
+                "CSAT per channel over $window (share of 4-5 scores).",
+                unit="percentunit",
+                min=0,
+                max=1,
+            ),
+            Panel(
+                "CES by channel",
+                (q(cx("cx_ces_score"), "{{channel}}"),),
+                "Mean customer effort score per channel over $window (1 = effortless).",
+                min=1,
+                max=7,
+            ),
+            Panel(
+                "NPS responses by category",
+                (q(f"sum by (category) ({cx('cx_nps_responses')})", "{{category}}"),),
+                "Promoters, passives and detractors in the last $window, selected channels.",
+                width=24,
+                stack=True,
+            ),
+        ),
+    ),
+    Row(
+        "Support",
+        (
+            Panel(
+                "Time to resolution by channel",
+                (q(cx("cx_ttr_seconds"), "{{channel}} p{{quantile}}"),),
+                "TTR quantiles (0.5, 0.9, 0.99) of tickets first resolved in the last $window, "
+                "per channel.",
+                unit="s",
+                width=12,
+            ),
+            Panel(
+                "TTR p90: 15m vs 24h baseline",
+                (
+                    q(ttr_p90("15m"), "p90 last 15m"),
+                    q(ttr_p90("24h"), "p90 last 24h (baseline)"),
+                ),
+                "p90 time to resolution of the selected channels from the "
+                "cx_ticket_resolution_seconds histogram, as the TTR alerts compute it (the "
+                "alerts evaluate each channel separately). Red line: the "
+                f"CXTicketResolutionTimeHigh limit ({TTR_HIGH_SECONDS} s); "
+                "CXTicketResolutionTimeSpike fires when the 15m line exceeds twice the "
+                "baseline.",
+                unit="s",
+                width=12,
+                thresholds=((0, "green"), (TTR_HIGH_SECONDS, "red")),
+                threshold_line=True,
+            ),
+            Panel(
+                "First response time",
+                (q(cx("cx_first_response_seconds"), "{{channel}} p{{quantile}}"),),
+                "Time from ticket.opened to the first agent reply, quantiles per channel, "
+                "over $window.",
+                unit="s",
+            ),
+            Panel(
+                "Open tickets (backlog)",
+                (q(cx("cx_tickets_open", window=False), "{{channel}}"),),
+                "Tickets opened or reopened and not resolved, now (not windowed).",
+                stack=True,
+            ),
+            Panel(
+                "Tickets resolved / reopened",
+                (
+                    q(cx("cx_tickets_resolved"), "resolved {{channel}}"),
+                    q(cx("cx_tickets_reopened"), "reopened {{channel}}"),
+                ),
+                "First resolutions (= TTR observations) and reopens in the last $window.",
+            ),
+        ),
+    ),
+    Row(
+        "Carts & checkout",
+        (
+            Panel(
+                "Cart abandonment (selected channels)",
+                (
+                    q(
+                        zero_if_absent(cx("cx_carts", 'outcome="abandoned"'))
+                        + " / ("
+                        + zero_if_absent(cx("cx_carts", 'outcome="abandoned"'))
+                        + " + "
+                        + zero_if_absent(cx("cx_carts", 'outcome="converted"'))
+                        + ")",
+                        "abandonment",
+                    ),
+                ),
+                "abandoned / (abandoned + converted) carts of the selected channels, decided "
+                "in the last $window.",
+                unit="percentunit",
+                kind="stat",
+                width=6,
+                min=0,
+                max=1,
+                thresholds=((0, "green"), (0.7, "yellow"), (0.85, "red")),
+            ),
+            Panel(
+                "Cart abandonment by channel",
+                (q(cx("cx_cart_abandonment_ratio"), "{{channel}}"),),
+                "Abandonment ratio per channel over $window.",
+                unit="percentunit",
+                width=18,
+                min=0,
+                max=1,
+            ),
+            Panel(
+                "Carts by outcome",
+                (q(f"sum by (outcome) ({cx('cx_carts')})", "{{outcome}}"),),
+                "Converted, abandoned and recovered carts in the last $window, selected channels.",
+                width=12,
+                stack=True,
+            ),
+            Panel(
+                "Checkout abandoned by last step",
+                (q(f"sum by (last_step) ({cx('cx_checkout_abandoned')})", "{{last_step}}"),),
+                "Abandoned carts that had started checkout, by last completed step (none = "
+                "no step), last $window.",
+                width=12,
+                stack=True,
+            ),
+        ),
+    ),
+    Row(
+        "Orders",
+        (
+            Panel(
+                "Orders by currency",
+                (q(f"sum by (currency) ({cx('cx_orders')})", "{{currency}}"),),
+                "Orders placed in the last $window, selected channels.",
+            ),
+            Panel(
+                "Revenue by currency",
+                (q(f"sum by (currency) ({cx('cx_revenue')})", "{{currency}}"),),
+                "Sum of order totals in the last $window, in each currency.",
+                decimals=2,
+            ),
+            Panel(
+                "Average order value by currency",
+                (
+                    q(
+                        f"sum by (currency) ({cx('cx_revenue')}) / "
+                        f"sum by (currency) ({cx('cx_orders')})",
+                        "{{currency}}",
+                    ),
+                ),
+                "Revenue / orders over the selected channels, last $window.",
+                decimals=2,
+            ),
+            Panel(
+                "Average order value by channel",
+                (q(cx("cx_order_value_average"), "{{channel}} {{currency}}"),),
+                "AOV per channel and currency over $window.",
+                decimals=2,
+            ),
+            Panel(
+                "Refunds by currency",
+                (
+                    q(f"sum by (currency) ({cx('cx_refunds')})", "refunds {{currency}}"),
+                    q(
+                        f"sum by (currency) ({cx('cx_refunded_amount')})",
+                        "amount {{currency}}",
+                    ),
+                ),
+                "Number of refunds and refunded amount in the last $window.",
+            ),
+            Panel(
+                "On-time delivery by channel",
+                (q(cx("cx_delivery_on_time_ratio"), "{{channel}}"),),
+                "Share of orders delivered by their promised date, over $window.",
+                unit="percentunit",
+                min=0,
+                max=1,
+            ),
+        ),
+    ),
+    Row(
+        "Pipeline health",
+        (
+            Panel(
+                "Events accepted per second by topic",
+                (q(f"sum by (topic) ({cx_rate('cx_events_total')})", "{{topic}}"),),
+                "Valid first-seen events per second (whole shop, deduplicated across workers).",
+                unit="ops",
+                stack=True,
+            ),
+            Panel(
+                "Events rejected per second by reason",
+                (
+                    q(
+                        f"sum by (topic, reason) ({cx_rate('cx_events_rejected_total')})",
+                        "{{topic}} {{reason}}",
+                    ),
+                ),
+                "Events written to the dead-letter topic cx.dead-letter (header "
+                "cx.error.reason), per source topic and reason.",
+                unit="ops",
+                stack=True,
+            ),
+            Panel(
+                "Dead-letter ratio (10m)",
+                (q(dead_letter_ratio("10m"), "rejected / (accepted + rejected)"),),
+                "Share of records rejected over 10 minutes; CXPipelineDeadLetterRateHigh "
+                "fires per topic above 5%.",
+                unit="percentunit",
+                kind="stat",
+                min=0,
+                max=1,
+                decimals=2,
+                thresholds=((0, "green"), (DEAD_LETTER_RATIO_LIMIT, "red")),
+            ),
+            Panel(
+                "Duplicate and late events per second",
+                (
+                    q(
+                        f"sum by (topic) ({cx_rate('cx_events_duplicate_total')})",
+                        "duplicate {{topic}}",
+                    ),
+                    q(f"sum by (topic) ({cx_rate('cx_events_late_total')})", "late {{topic}}"),
+                ),
+                "Duplicates (repeated event_id, ignored) and events older than the longest "
+                "window (counted, not aggregated).",
+                unit="ops",
+            ),
+            Panel(
+                "Consumer lag by topic",
+                (
+                    q(
+                        "sum by (topic) (max by (topic, partition) (cx_pipeline_consumer_lag))",
+                        "{{topic}}",
+                    ),
+                ),
+                "Records behind, summed over partitions (each partition counted once even if "
+                "two workers report it during a rebalance).",
+                stack=True,
+            ),
+            Panel(
+                "Consumer lag by worker",
+                (q("sum by (instance) (cx_pipeline_consumer_lag)", "{{instance}}"),),
+                "Records behind on the partitions each worker owns.",
+            ),
+            Panel(
+                "Workers: view ready",
+                (
+                    q("sum(cx_pipeline_view_ready)", "view ready"),
+                    q("count(cx_pipeline_view_ready)", "workers reporting"),
+                    q("sum(cx_pipeline_broker_connected)", "broker connected"),
+                ),
+                "Workers whose replicated view has caught up (they export CX metrics only "
+                "then), workers scraped, and workers connected to Kafka.",
+                decimals=0,
+            ),
+            Panel(
+                "View lag by worker",
+                (q("max by (instance) (cx_pipeline_view_lag_seconds)", "{{instance}}"),),
+                "How far each worker's replicated view is behind.",
+                unit="s",
+            ),
+            Panel(
+                "Assigned partitions by worker",
+                (q("sum by (instance) (cx_pipeline_assigned_partitions)", "{{instance}}"),),
+                "Source partitions owned by each worker (rebalances show as steps).",
+                stack=True,
+                decimals=0,
+            ),
+            Panel(
+                "Checkpoints per second by worker",
+                (
+                    q(
+                        "sum by (instance) (rate(cx_pipeline_checkpoints_total[5m]))",
+                        "{{instance}}",
+                    ),
+                ),
+                "Checkpoints written per second by each worker.",
+                unit="ops",
+            ),
+            Panel(
+                "Worker CPU",
+                (
+                    q(
+                        "sum by (instance) ("
+                        + worker_only("rate(process_cpu_seconds_total[5m])")
+                        + ")",
+                        "{{instance}}",
+                    ),
+                ),
+                "CPU seconds per second used by each worker process.",
+                unit="percentunit",
+            ),
+            Panel(
+                "Worker memory",
+                (
+                    q(
+                        "sum by (instance) (" + worker_only("process_resident_memory_bytes") + ")",
+                        "{{instance}}",
+                    ),
+                ),
+                "Resident memory of each worker process.",
+                unit="bytes",
+            ),
+        ),
+    ),
+)
+
+ANNOTATION_EXPR = 'ALERTS{alertname=~"CX.*", alertstate="firing"}'
+
+
+# --- public helpers for tests --------------------------------------------------------------
+def substitute(expr: str, channel: str = ".*", window: str = DEFAULT_WINDOW) -> str:
+    """Replace the template variables the way Grafana does for a Prometheus query.
+
+    ``channel`` is a regex: ``.*`` for All, ``(web|chat)`` for a multi-value selection.
+    """
+    return expr.replace("$channel", channel).replace("$window", window)
+
+
+def panel_queries(channel: str | None = None, window: str | None = None) -> list[tuple[str, str]]:
+    """Every panel query as ``(panel title, expr)``, in dashboard order.
+
+    Without arguments the expressions keep ``$channel`` and ``$window``; with either argument
+    both are substituted (defaults ``.*`` and ``1h``).
+    """
+    pairs = [
+        (panel.title, query.expr) for row in ROWS for panel in row.panels for query in panel.queries
+    ]
+    if channel is None and window is None:
+        return pairs
+    return [
+        (title, substitute(expr, channel or ".*", window or DEFAULT_WINDOW))
+        for title, expr in pairs
+    ]
+
+
+def annotation_queries() -> list[tuple[str, str]]:
+    """Queries of the dashboard's annotations (not panels): ``(name, expr)``."""
+    return [("CX alerts firing", ANNOTATION_EXPR)]
+
+
+def panel_titles() -> list[str]:
+    return [panel.title for row in ROWS for panel in row.panels]
+
+
+# --- JSON ------------------------------------------------------------------------------------
+def _thresholds(panel: Panel) -> dict:
+    steps = [{"color": "green", "value": None}]
+    if panel.thresholds:
+        steps = [
+            {"color": color, "value": None if index == 0 else value}
+            for index, (value, color) in enumerate(panel.thresholds)
+        ]
+    return {"mode": "absolute", "steps": steps}
+
+
+def _panel_json(panel: Panel, panel_id: int, x: int, y: int, height: int) -> dict:
+    defaults: dict = {"unit": panel.unit, "thresholds": _thresholds(panel)}
+    if panel.min is not None:
+        defaults["min"] = panel.min
+    if panel.max is not None:
+        defaults["max"] = panel.max
+    if panel.decimals is not None:
+        defaults["decimals"] = panel.decimals
+    if panel.kind == "timeseries":
+        defaults["color"] = {"mode": "palette-classic"}
+        defaults["custom"] = {
+            "drawStyle": "line",
+            "lineWidth": 1,
+            "fillOpacity": 20 if panel.stack else 0,
+            "showPoints": "never",
+            "spanNulls": False,
+            "stacking": {"mode": "normal" if panel.stack else "none", "group": "A"},
+            "thresholdsStyle": {"mode": "line" if panel.threshold_line else "off"},
+        }
+        options: dict = {
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        }
+    else:
+        defaults["color"] = {"mode": "thresholds"}
+        options = {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "colorMode": "value",
+            "graphMode": "area",
+            "justifyMode": "auto",
+            "orientation": "auto",
+            "textMode": "auto",
+        }
+    return {
+        "id": panel_id,
+        "type": panel.kind,
+        "title": panel.title,
+        "description": panel.description,
+        "datasource": DATASOURCE,
+        "gridPos": {"h": height, "w": panel.width, "x": x, "y": y},
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": options,
+        "targets": [
+            {
+                "refId": chr(ord("A") + index),
+                "datasource": DATASOURCE,
+                "editorMode": "code",
+                "expr": query.expr,
+                "legendFormat": query.legend or "__auto",
+                "range": True,
+            }
+            for index, query in enumerate(panel.queries)
+        ],
+    }
+
+
+def _custom_variable(
+    name: str, label: str, values: tuple[str, ...], *, multi: bool, current: str
+) -> dict:
+    variable: dict = {
+        "type": "custom",
+        "name": name,
+        "label": label,
+        "query": ",".join(values),
+        "multi": multi,
+        "includeAll": multi,
+        "hide": 0,
+        "skipUrlSync": False,
+    }
+    options = [{"selected": value == current, "text": value, "value": value} for value in values]
+    if multi:
+        variable["allValue"] = ".*"
+        variable["current"] = {"selected": True, "text": ["All"], "value": ["$__all"]}
+        options.insert(0, {"selected": True, "text": "All", "value": "$__all"})
+    else:
+        variable["current"] = {"selected": True, "text": current, "value": current}
+    variable["options"] = options
+    return variable
+
+
+def build() -> dict:
+    """The dashboard as a JSON-ready dict."""
+    panels: list[dict] = []
+    panel_id = 1
+    y = 0
+    height = 8
+    for row in ROWS:
+        panels.append(
+            {
+                "id": panel_id,
+                "type": "row",
+                "title": row.title,
+                "collapsed": False,
+                "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+                "panels": [],
+            }
+        )
+        panel_id += 1
+        y += 1
+        x = 0
+        for panel in row.panels:
+            if x + panel.width > 24:
+                x = 0
+                y += height
+            panels.append(_panel_json(panel, panel_id, x, y, height))
+            panel_id += 1
+            x += panel.width
+        y += height
+    return {
+        "uid": UID,
+        "title": TITLE,
+        "description": "Customer experience of the shop from cx-pipeline (whole shop; workers "
+        "deduplicated). Generated by deploy/grafana/build_dashboard.py: edit that, not this file.",
+        "tags": ["cx", "cx-pipeline"],
+        "timezone": "browser",
+        "editable": False,
+        "graphTooltip": 1,
+        "refresh": "30s",
+        "schemaVersion": 39,
+        "version": 1,
+        "time": {"from": "now-6h", "to": "now"},
+        "timepicker": {},
+        "fiscalYearStartMonth": 0,
+        "liveNow": False,
+        "links": [],
+        "annotations": {
+            "list": [
+                {
+                    "builtIn": 1,
+                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+                    "enable": True,
+                    "hide": True,
+                    "iconColor": "rgba(0, 211, 255, 1)",
+                    "name": "Annotations & Alerts",
+                    "type": "dashboard",
+                },
+                *(
+                    {
+                        "datasource": DATASOURCE,
+                        "enable": True,
+                        "expr": expr,
+                        "iconColor": "red",
+                        "name": name,
+                        "step": "60s",
+                        "titleFormat": "{{alertname}}",
+                        "textFormat": "{{severity}}",
+                        "tagKeys": "severity,channel,topic,instance",
+                        "useValueForTime": False,
+                    }
+                    for name, expr in annotation_queries()
+                ),
+            ]
+        },
+        "templating": {
+            "list": [
+                _custom_variable("channel", "Channel", CHANNELS, multi=True, current="$__all"),
+                _custom_variable("window", "Window", WINDOWS, multi=False, current=DEFAULT_WINDOW),
+            ]
+        },
+        "panels": panels,
+    }
+
+
+def render() -> str:
+    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if the JSON is out of date")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+        if current != text:
+            print(f"{args.output} is out of date: run {Path(__file__).name}", file=sys.stderr)
+            return 1
+        return 0
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,271 @@
+"""``cxpipe``: the one console script (worker, broker, emit, simulate, demo, schemas)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pipeline.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+schemas_app = typer.Typer(no_args_is_help=True, help="The event contract as JSON Schema.")
+app.add_typer(schemas_app, name="schemas")
+
+Bootstrap = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap",
+        help="Kafka bootstrap servers; default CX_BOOTSTRAP_SERVERS, else embedded Tansu.",
+    ),
+]
+MetricsPort = Annotated[
+    int | None, typer.Option("--metrics-port", help="Port of /metrics (CX_METRICS_PORT).")
+]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Environment first, explicit CLI options on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+EMBEDDED_SESSION_TIMEOUT = 3.0
+"""Seconds; a first group join on the embedded broker then takes ~1.5 s instead of 3 s."""
+
+
+class BrokerDied(RuntimeError):
+    pass
+
+
+async def with_broker(stack: AsyncExitStack, settings: Settings, console: Any = None) -> Settings:
+    """Settings pointing at a broker: the configured one, or an embedded Tansu we own."""
+    from pipeline.broker import EmbeddedBroker, wait_until_ready
+
+    if settings.bootstrap_servers:
+        await wait_until_ready(settings.bootstrap_servers, timeout=30)
+        return settings
+    broker = EmbeddedBroker()
+    await broker.astart()
+    stack.push_async_callback(broker.astop)
+    stack.enter_context(_broker_watch(broker))
+    update: dict[str, Any] = {"bootstrap_servers": broker.bootstrap}
+    if "session_timeout" not in settings.model_fields_set:
+        # Tansu makes a group join take half the session timeout; Kafka's 6 s floor does not apply
+        update["session_timeout"] = EMBEDDED_SESSION_TIMEOUT
+    return settings.model_copy(update=update)
+
+
+class _broker_watch:
+    """Cancels the main task with BrokerDied if the embedded broker process exits."""
+
+    def __init__(self, broker: Any) -> None:
+        self.broker = broker
+        self.task: asyncio.Task[None] | None = None
+
+    def __enter__(self) -> _broker_watch:
+        main = asyncio.current_task()
+
+        async def watch() -> None:
+            while self.broker.returncode() is None:
+                await asyncio.sleep(0.2)
+            if main is not None:
+                main.cancel(f"embedded broker exited with code {self.broker.returncode()}")
+
+        self.task = asyncio.get_running_loop().create_task(watch())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
+def run_async(main: Any) -> None:
+    """Run ``main`` with Ctrl-C/SIGTERM mapped to a clean cancel; broker death -> exit 1."""
+
+    async def runner() -> None:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: task.cancel("signal") if task else None)
+        await main
+
+    try:
+        asyncio.run(runner())
+    except asyncio.CancelledError as cancelled:
+        message = " ".join(str(a) for a in cancelled.args)
+        if "embedded broker exited" in message:
+            typer.echo(f"cxpipe: {message}; stopping.", err=True)
+            raise typer.Exit(1) from None
+    except BrokerDied as died:
+        typer.echo(f"cxpipe: {died}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def worker(bootstrap: Bootstrap = None, metrics_port: MetricsPort = None) -> None:
+    """Run a pipeline worker (ingest + whole-shop view + /metrics)."""
+    from pipeline.worker import Worker
+
+    settings = load_settings(bootstrap_servers=bootstrap, metrics_port=metrics_port)
+    setup_logging(settings.log_level)
+
+    async def main() -> None:
+        async with AsyncExitStack() as stack:
+            live = await with_broker(stack, settings)
+            if not settings.bootstrap_servers:
+                typer.echo(f"embedded broker: {live.bootstrap_servers}", err=True)
+            await Worker(live).run()
+
+    run_async(main())
+
+
+@app.command()
+def broker() -> None:
+    """Run the embedded Tansu broker alone and print its bootstrap address."""
+    settings = load_settings()
+    setup_logging(settings.log_level)
+
+    async def main() -> None:
+        async with AsyncExitStack() as stack:
+            live = await with_broker(stack, settings.model_copy(update={"bootstrap_servers": None}))
+            typer.echo(live.bootstrap_servers)
+            sys.stdout.flush()
+            await asyncio.Event().wait()
+
+    run_async(main())
+
+
+@app.command()
+def emit(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="JSON Lines, one event per line.")
+    ],
+    bootstrap: Bootstrap = None,
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Produce the valid lines even if some are not.")
+    ] = False,
+) -> None:
+    """Validate every line of FILE and produce it to its topic with the contract's key."""
+    from pipeline.emit import emit_file
+
+    settings = load_settings(bootstrap_servers=bootstrap)
+    setup_logging(settings.log_level)
+    if not settings.bootstrap_servers:
+        typer.echo("cxpipe emit: no broker; pass --bootstrap or set CX_BOOTSTRAP_SERVERS", err=True)
+        raise typer.Exit(2)
+    result: dict[str, int] = {}
+
+    async def main() -> None:
+        result.update(await emit_file(settings, file, skip_invalid=skip_invalid, report=typer.echo))
+
+    run_async(main())
+    typer.echo(
+        f"produced {result.get('produced', 0)}, invalid {result.get('invalid', 0)}", err=True
+    )
+    if result.get("invalid"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def simulate(
+    rate: Annotated[float, typer.Option(help="Average events per second.")] = 50.0,
+    duration: Annotated[
+        float | None, typer.Option(help="Seconds to run (default: forever).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for reproducible traffic.")] = None,
+    ttr_spike: Annotated[
+        str | None,
+        typer.Option("--ttr-spike", help="Inject slow resolutions, e.g. 10m or +2m,10m:5x."),
+    ] = None,
+    bootstrap: Bootstrap = None,
+) -> None:
+    """Produce realistic shop traffic (carts, orders, tickets, surveys) in real time."""
+    import time
+
+    from aiokafka import AIOKafkaProducer
+
+    from pipeline.simulate import parse_ttr_spike, run_live
+
+    settings = load_settings(bootstrap_servers=bootstrap)
+    setup_logging(settings.log_level)
+    if not settings.bootstrap_servers:
+        typer.echo(
+            "cxpipe simulate: no broker; pass --bootstrap or set CX_BOOTSTRAP_SERVERS", err=True
+        )
+        raise typer.Exit(2)
+    spike = parse_ttr_spike(ttr_spike, time.time()) if ttr_spike else None
+
+    async def main() -> None:
+        producer = AIOKafkaProducer(**settings.kafka_client_options(), linger_ms=20)
+        await producer.start()
+        try:
+            sent = await run_live(
+                producer,
+                rate=rate,
+                duration=duration,
+                topic_prefix=settings.topic_prefix,
+                seed=seed,
+                ttr_spike=spike,
+            )
+            typer.echo(f"produced {sent} events", err=True)
+        finally:
+            await producer.stop()
+
+    run_async(main())
+
+
+@app.command()
+def demo(
+    rate: Annotated[float, typer.Option(help="Simulated events per second.")] = 50.0,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    ttr_spike: Annotated[str | None, typer.Option("--ttr-spike", help="e.g. +1m,10m:6x")] = None,
+    bootstrap: Bootstrap = None,
+    metrics_port: MetricsPort = None,
+    live_view: Annotated[bool, typer.Option("--live/--no-live", help="Terminal dashboard.")] = True,
+) -> None:
+    """Broker + worker + simulator in one command, with a live terminal view."""
+    from pipeline.demo import run_demo
+
+    settings = load_settings(bootstrap_servers=bootstrap, metrics_port=metrics_port)
+    setup_logging("WARNING" if live_view else settings.log_level)
+
+    async def main() -> None:
+        async with AsyncExitStack() as stack:
+            live = await with_broker(stack, settings)
+            await run_demo(
+                live, rate=rate, duration=duration, ttr_spike=ttr_spike, live_view=live_view
+            )
+
+    run_async(main())
+
+
+@schemas_app.command("export")
+def schemas_export(directory: Annotated[Path, typer.Argument(help="Output directory.")]) -> None:
+    """Write the JSON Schema files of the event contract to DIRECTORY."""
+    from schemas import export_json_schemas
+
+    for path in export_json_schemas(directory):
+        typer.echo(str(path))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""The contract a topic's domain logic fulfils; stage 1 calls it, it never touches Kafka.
+
+Handlers keep per-entity state (tickets, carts, orders) for ONE source partition. Every state
+change is reported through :meth:`take_changes` so it can ride in the same checkpoint record as
+the observations it produced: state and metrics are persisted atomically.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from pipeline.observations import Observations
+
+
+class DomainHandler(Protocol):
+    def handle(self, event: Any, out: Observations) -> None:
+        """Apply one valid, first-seen, on-time event."""
+
+    def tick(self, now: float, out: Observations) -> None:
+        """Fire timers (e.g. cart abandonment) due at ``now``."""
+
+    def take_changes(self) -> dict[str, Any]:
+        """Entity upserts/deletes since the last call, JSON-safe; empty if none."""
+
+    def restore(self, changes: dict[str, Any]) -> None:
+        """Re-apply changes taken from a checkpoint, in checkpoint order."""
+
+
+class Stateless:
+    """Base for handlers without entity state."""
+
+    def tick(self, now: float, out: Observations) -> None:
+        return None
+
+    def take_changes(self) -> dict[str, Any]:
+        return {}
+
+    def restore(self, changes: dict[str, Any]) -> None:
+        return None
+
+
+class CountOnly(Stateless):
+    """Accepts events and derives nothing (a topic whose metrics are not built yet)."""
+
+    def handle(self, event: Any, out: Observations) -> None:
+        return None

@@ -1,0 +1,56 @@
+"""Topic names and creation: the four source topics, the dead-letter topic, the checkpoint log."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import zlib
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SOURCE_TOPICS = ("carts", "orders", "tickets", "surveys")
+DEAD_LETTER = "dead-letter"
+
+
+def source_topic_names(settings: Settings) -> dict[str, str]:
+    """Full topic name -> short name (``"cx.carts" -> "carts"``)."""
+    return {settings.topic(short): short for short in SOURCE_TOPICS}
+
+
+def checkpoint_topic(settings: Settings) -> str:
+    return settings.internal_topic("checkpoints")
+
+
+def checkpoint_partition(topic: str, partition: int, partitions: int) -> int:
+    """Where a source partition's checkpoints go: stable, so recovery reads one partition."""
+    return zlib.crc32(f"{topic}:{partition}".encode()) % partitions
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create every topic the pipeline reads or writes, if missing (existing ones are kept)."""
+    wanted = [
+        *source_topic_names(settings),
+        settings.topic(DEAD_LETTER),
+        checkpoint_topic(settings),
+    ]
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        if not missing:
+            return
+        new = [
+            NewTopic(name, settings.source_partitions, settings.replication_factor)
+            for name in missing
+        ]
+        with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
+            await admin.create_topics(new)
+        log.info("created topics %s", ", ".join(missing))
+    finally:
+        await admin.close()

@@ -1,0 +1,62 @@
+"""The envelope every event carries, and the channel enum."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from schemas.fields import SchemaVersion, Timestamp, enum_parser
+
+
+class Channel(StrEnum):
+    """Where the customer interacted; the `channel` label of every CX metric."""
+
+    WEB = "web"
+    MOBILE_APP = "mobile_app"
+    STORE = "store"
+    MARKETPLACE = "marketplace"
+    CALL_CENTER = "call_center"
+    CHAT = "chat"
+    EMAIL = "email"
+    SOCIAL = "social"
+
+
+ChannelField = Annotated[Channel, BeforeValidator(enum_parser(Channel))]
+
+
+class Envelope(BaseModel):
+    """Fields common to every event (schema_version 1)."""
+
+    # strict: no coercion; frozen: events are facts; ignore: producers may be newer than us.
+    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
+
+    event_id: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=128,
+            description="Unique per event; a repeated id is a duplicate and changes nothing.",
+        ),
+    ]
+    event_type: str
+    occurred_at: Annotated[
+        Timestamp,
+        Field(description="Event time, RFC 3339 with an offset; all windows use it."),
+    ]
+    schema_version: Annotated[SchemaVersion, Field(description="1 for this contract.")]
+    source: Annotated[str, Field(min_length=1, max_length=128, description="The emitting service.")]
+    channel: Annotated[ChannelField, Field(description="Interaction channel; defaults to web.")] = (
+        Channel.WEB
+    )
+    customer_id: Annotated[
+        str | None,
+        Field(max_length=256, description="Opaque customer id; never used as a metric label."),
+    ] = None
+
+    @cached_property
+    def ts(self) -> float:
+        """`occurred_at` as epoch seconds, the unit the window buckets work in."""
+        return self.occurred_at.timestamp()

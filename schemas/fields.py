@@ -1,0 +1,152 @@
+"""Strict field types shared by all event models.
+
+Events are parsed with orjson and then validated in pydantic's strict *python* mode, which would
+reject every JSON string for a datetime, Decimal or enum field. The validators below turn exactly
+the accepted wire forms into those objects and reject everything else, so no lax coercion (bool as
+int, "5" as 5, naive or epoch timestamps) slips through.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AwareDatetime, BeforeValidator, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+# ASCII classes on purpose: `\d` would also match non-ASCII digits.
+RFC3339_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]{1,4})?$"
+MAX_TIMESTAMP_LENGTH = 64
+MAX_DECIMAL_STRING_LENGTH = 64
+MAX_AMOUNT = 10**15
+_MAX_AMOUNT_DECIMAL = Decimal(MAX_AMOUNT)
+# fullmatch on the anchor-less body: Python's `$` would also match before a trailing newline.
+_RFC3339 = re.compile(RFC3339_PATTERN[1:-1])
+_DECIMAL = re.compile(DECIMAL_PATTERN[1:-1])
+
+
+def _parse_timestamp(value: Any) -> Any:
+    """Accept an RFC 3339 string with an explicit offset (or an aware datetime from Python code)."""
+    if type(value) is str:
+        if len(value) <= MAX_TIMESTAMP_LENGTH and _RFC3339.fullmatch(value):
+            if value[-1] == "z":  # fromisoformat only knows the upper-case form
+                value = value[:-1] + "Z"
+            try:
+                return datetime.fromisoformat(value)
+            except ValueError:  # e.g. month 13, Feb 30, leap second 60, offset 24:00
+                pass
+    elif isinstance(value, datetime):
+        return value  # AwareDatetime then rejects a naive one
+    raise PydanticCustomError(
+        "invalid_timestamp", "must be an RFC 3339 timestamp with an explicit offset (Z or +hh:mm)"
+    )
+
+
+def _parse_decimal(value: Any) -> Decimal:
+    """Accept a JSON number or a decimal string as an exact, finite Decimal in [0, 10^15]."""
+    kind = type(value)
+    if kind is int:
+        result = Decimal(value)
+    elif kind is float:
+        # repr() is the shortest round-tripping form, so the JSON number 19.99 stays 19.99.
+        result = Decimal(repr(value))
+    elif kind is str:
+        if len(value) > MAX_DECIMAL_STRING_LENGTH or not _DECIMAL.fullmatch(value):
+            raise PydanticCustomError(
+                "decimal_parsing", "must be a JSON number or a string holding a plain decimal"
+            )
+        result = Decimal(value)
+    elif kind is Decimal:
+        result = value
+    else:  # bool, None, containers
+        raise PydanticCustomError(
+            "decimal_type", "must be a JSON number or a string holding a decimal"
+        )
+    if not result.is_finite() or result < 0 or result > _MAX_AMOUNT_DECIMAL:
+        raise PydanticCustomError("decimal_range", "must be a finite decimal between 0 and 10^15")
+    if result.is_zero() and result.is_signed():
+        result = result.copy_abs()  # -0 would print as "-0" in sums
+    return result
+
+
+def _check_schema_version(value: Any) -> Any:
+    """Separate 'not an integer' from 'a version this code does not know' (a distinct reason)."""
+    if type(value) is not int:
+        raise PydanticCustomError("int_type", "must be an integer")
+    if value != 1:
+        raise PydanticCustomError(
+            "unsupported_schema_version", "only schema_version 1 is supported"
+        )
+    return value
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def enum_parser(enum_cls: type[E]) -> Callable[[Any], E]:
+    """Map an exact string value to its member; strict mode alone would demand enum instances."""
+    members: dict[str, E] = {member.value: member for member in enum_cls}
+    expected = ", ".join(repr(name) for name in members)
+
+    def parse(value: Any) -> E:
+        if isinstance(value, str):
+            member = members.get(value)
+            if member is not None:
+                return member
+        raise PydanticCustomError("enum", "must be one of {expected}", {"expected": expected})
+
+    return parse
+
+
+Timestamp = Annotated[
+    AwareDatetime,
+    BeforeValidator(_parse_timestamp),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": RFC3339_PATTERN,
+            "maxLength": MAX_TIMESTAMP_LENGTH,
+        }
+    ),
+]
+"""RFC 3339 with an offset; naive, date-only and epoch-number timestamps are rejected."""
+
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(_parse_decimal),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": MAX_AMOUNT},
+                {
+                    "type": "string",
+                    "pattern": DECIMAL_PATTERN,
+                    "maxLength": MAX_DECIMAL_STRING_LENGTH,
+                },
+            ]
+        }
+    ),
+]
+"""A non-negative decimal; JSON numbers are read as IEEE doubles, so send strings for >15 digits."""
+
+AMOUNT_NOTE = (
+    " A JSON number or a string holding a decimal; must be finite and 0 <= value <= 10^15"
+    " (implementation limit). Strings are kept exact (at most 64 characters, exponent at most"
+    " 4 digits); JSON numbers pass through an IEEE-754 double, so send a string when more than"
+    " 15 significant digits matter."
+)
+
+SchemaVersion = Annotated[Literal[1], BeforeValidator(_check_schema_version)]
+
+EntityId = Annotated[str, Field(min_length=1, max_length=256)]
+Currency = Annotated[
+    str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, three upper-case letters.")
+]
+Quantity = Annotated[int, Field(ge=1, le=1_000_000, description="Units, 1 to 1,000,000.")]
+ShortText = Annotated[str, Field(min_length=1, max_length=64)]
