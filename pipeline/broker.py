@@ -173,7 +173,7 @@ def _after_fork_in_child() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    pass
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register

@@ -33,6 +33,8 @@ class Checkpoint:
     ids: dict[str, str] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     pending: list[list[Any]] = field(default_factory=list)
+    link_offset: int | None = None
+    """Next offset of the partition's cart-orders link topic (carts partitions only)."""
 
     @property
     def source(self) -> tuple[str, int]:
@@ -54,6 +56,7 @@ class Checkpoint:
                 "ids": self.ids,
                 "state": self.state,
                 "pending": self.pending,
+                "links": self.link_offset,
             }
         )
 
@@ -72,6 +75,7 @@ class Checkpoint:
             ids=raw["ids"],
             state=raw["state"],
             pending=raw["pending"],
+            link_offset=raw.get("links"),
         )
 
 

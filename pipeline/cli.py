@@ -44,8 +44,8 @@ def setup_logging(level: str) -> None:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
 
-EMBEDDED_SESSION_TIMEOUT = 3.0
-"""Seconds; a first group join on the embedded broker then takes ~1.5 s instead of 3 s."""
+EMBEDDED_SESSION_TIMEOUT = 2.0
+"""Seconds; a group join on the embedded broker then takes 1 s (below 1 s groups turn unstable)."""
 
 
 class BrokerDied(RuntimeError):

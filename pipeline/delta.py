@@ -66,6 +66,15 @@ class Delta:
         key = ((name, labels), int(time // FINE_BUCKET) * FINE_BUCKET)
         self.windowed[key] = add_value(self.windowed.get(key), value)
 
+    def observe_duration(self, name: str, labels: Labels, time: float, seconds: float) -> None:
+        """Add one duration to the quantile sketch of ``name{labels}`` at ``time``."""
+        key = ((name, labels), int(time // FINE_BUCKET) * FINE_BUCKET)
+        sketch = self.windowed.get(key)
+        if sketch is None:
+            sketch = self.windowed[key] = QuantileSketch()
+        assert isinstance(sketch, QuantileSketch)
+        sketch.add(max(0.0, seconds))
+
     def count(self, name: str, labels: Labels, amount: int | Decimal = 1) -> None:
         """Add to a running total (counters, levels such as the open-ticket backlog)."""
         self.totals[(name, labels)] += amount

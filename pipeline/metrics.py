@@ -15,11 +15,14 @@ from prometheus_client.registry import Collector
 from pipeline.view import View
 from pipeline.windows import WindowSpec
 
-NPS_CATEGORIES = ("promoter", "passive", "detractor")
-
 
 def _number(value: object) -> float:
     return float(value) if isinstance(value, int | Decimal) else 0.0
+
+
+def gauge(name: str, doc: str, *extra: str) -> GaugeMetricFamily:
+    """A windowed CX gauge: labels ``window``, ``channel`` and the metric's own."""
+    return GaugeMetricFamily(name, doc, labels=["window", "channel", *extra])
 
 
 class WindowReader:
@@ -31,44 +34,6 @@ class WindowReader:
     def count(self, name: str, labels: tuple[str, ...]) -> float | None:
         value = self.view.window_value(name, labels, self.spec, self.now)
         return None if value is None else _number(value)
-
-
-def _gauge(name: str, doc: str, *extra: str) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, labels=["window", "channel", *extra])
-
-
-def survey_metrics(view: View, now: float) -> Iterator[Metric]:
-    nps_score = _gauge("cx_nps_score", "Net Promoter Score, -100..100, over the window.")
-    nps_responses = _gauge("cx_nps_responses", "NPS responses in the window.", "category")
-    csat = _gauge("cx_csat_ratio", "Share of CSAT responses scoring 4 or 5, 0..1.")
-    ces = _gauge("cx_ces_score", "Mean Customer Effort Score (1-7).")
-    responses = _gauge("cx_survey_responses", "Survey responses in the window.", "survey")
-    channels = sorted({labels[0] for labels in view.labels_of("survey_responses")})
-    for spec in view.specs:
-        read = WindowReader(view, spec, now)
-        for channel in channels:
-            base = [spec.name, channel]
-            counts = {c: read.count("nps", (channel, c)) for c in NPS_CATEGORIES}
-            if any(v is not None for v in counts.values()):
-                total = sum(v or 0.0 for v in counts.values())
-                for category, value in counts.items():
-                    nps_responses.add_metric([*base, category], value or 0.0)
-                if total:
-                    promoters = counts["promoter"] or 0.0
-                    detractors = counts["detractor"] or 0.0
-                    nps_score.add_metric(base, 100.0 * (promoters - detractors) / total)
-            for survey in ("nps", "csat", "ces"):
-                n = read.count("survey_responses", (channel, survey))
-                if n is None:
-                    continue
-                responses.add_metric([*base, survey], n)
-                if not n:
-                    continue
-                if survey == "csat":
-                    csat.add_metric(base, (read.count("csat_satisfied", (channel,)) or 0.0) / n)
-                elif survey == "ces":
-                    ces.add_metric(base, (read.count("ces_sum", (channel,)) or 0.0) / n)
-    yield from (nps_score, nps_responses, csat, ces, responses)
 
 
 PIPELINE_COUNTERS = (
@@ -94,7 +59,13 @@ def pipeline_counters(view: View, now: float) -> Iterator[Metric]:
 
 
 MetricSource = Callable[[View, float], Iterator[Metric]]
-SOURCES: tuple[MetricSource, ...] = (survey_metrics, pipeline_counters)
+
+
+def metric_sources() -> tuple[MetricSource, ...]:
+    """Every family producer, one per domain module (imported late: they import this module)."""
+    from pipeline import carts, surveys
+
+    return (surveys.metrics, carts.metrics, pipeline_counters)
 
 
 class ViewCollector(Collector):
@@ -110,5 +81,5 @@ class ViewCollector(Collector):
         if not self.ready():
             return
         now = self.clock()
-        for source in SOURCES:
+        for source in metric_sources():
             yield from source(self.view, now)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.delta import Delta, Labels, Value, decode_value, encode_value
+from pipeline.sketch import QuantileSketch
 
 
 class Observations:
@@ -18,6 +19,8 @@ class Observations:
     def __init__(self) -> None:
         self.delta = Delta()
         self.pending: list[tuple[str, Labels, float, Value]] = []
+        self.links: list[tuple[str, float, str]] = []
+        """(cart_id, order time, order event_id) for the cart-orders topic; see pipeline/links."""
         self.now = 0.0
 
     def observe(self, name: str, labels: Labels, time: float, value: Value = 1) -> None:
@@ -25,6 +28,19 @@ class Observations:
             self.pending.append((name, labels, time, value))
         else:
             self.delta.observe(name, labels, time, value)
+
+    def observe_duration(self, name: str, labels: Labels, time: float, seconds: float) -> None:
+        """One duration (TTR, first response) into the window's quantile sketch."""
+        if time > self.now:
+            sketch = QuantileSketch()
+            sketch.add(max(0.0, seconds))
+            self.pending.append((name, labels, time, sketch))
+        else:
+            self.delta.observe_duration(name, labels, time, seconds)
+
+    def link_order(self, cart_id: str, time: float, event_id: str) -> None:
+        """Tell the owner of ``cart_id`` that an order named it (cross-topic join)."""
+        self.links.append((cart_id, time, event_id))
 
     def count(self, name: str, labels: Labels, amount: Any = 1) -> None:
         self.delta.count(name, labels, amount)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pipeline.checkpoint import Checkpoint, SequenceLedger
 from pipeline.dedupe import IdStore, id_hash
 from pipeline.domain import DomainHandler
+from pipeline.links import decode_link
 from pipeline.observations import Observations
 from pipeline.settings import Settings
 from schemas import EventRejected, decode_record
@@ -51,6 +52,9 @@ class PartitionProcessor:
         self.next_offset: int | None = None
         """First offset not yet covered by a checkpoint (None: nothing checkpointed yet)."""
         self.seq = 0
+        self.link_offset: int | None = None
+        """Next cart-orders link offset to read (carts partitions only)."""
+        self._links_moved = False
         self.position = 0
         """Offset after the last record seen (for consumer-lag reporting)."""
         self._last: int | None = None
@@ -98,6 +102,24 @@ class PartitionProcessor:
             return
         self.handler.handle(event, self.out)
 
+    def process_link(self, offset: int, key: bytes | None, value: bytes | None, now: float) -> None:
+        """An order named a cart of this partition (see pipeline/links.py)."""
+        if self.link_offset is not None and offset < self.link_offset:
+            return
+        self.link_offset = offset + 1
+        self._links_moved = True
+        handle_link = getattr(self.handler, "handle_link", None)
+        if handle_link is None or key is None or value is None:
+            return
+        self.out.now = now
+        time, order_id = decode_link(value)
+        handle_link(key.decode(), time, order_id, self.out)
+
+    def take_links(self) -> list[tuple[str, float, str]]:
+        """Cart links produced since the last call, to be written before the checkpoint."""
+        links, self.out.links = self.out.links, []
+        return links
+
     def tick(self, now: float) -> None:
         """Release due observations and fire domain timers."""
         self.out.release(now)
@@ -106,7 +128,7 @@ class PartitionProcessor:
     # -- checkpoints --------------------------------------------------------------------------
     def take_checkpoint(self, now: float) -> Checkpoint | None:
         """Everything since the last checkpoint (records or timer output), or None."""
-        if self._last is None and not self.out.delta:
+        if self._last is None and not self.out.delta and not self._links_moved:
             return None
         if self._last is not None:
             self.next_offset = self._last + 1
@@ -121,8 +143,10 @@ class PartitionProcessor:
             ids=self.ids.take_added(),
             state=self.handler.take_changes(),
             pending=self.out.pending_to_wire(),
+            link_offset=self.link_offset,
         )
         self._last = None
+        self._links_moved = False
         self.ids.expire(now)
         return checkpoint
 
@@ -137,4 +161,6 @@ class PartitionProcessor:
             self.out.restore_pending(checkpoint.pending)
             self.next_offset = checkpoint.next_offset
             self.seq = checkpoint.seq
+            if checkpoint.link_offset is not None:
+                self.link_offset = checkpoint.link_offset
         self.ids.expire(now)

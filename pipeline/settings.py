@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     session_timeout: float = Field(
         6.0,
         description="Consumer-group session timeout (s); a crashed worker's partitions move after "
-        "it. 6 is Kafka's minimum; with the embedded broker the default is 3 (a join takes half).",
+        "it. 6 is Kafka's minimum; with the embedded broker the default is 2 (a join then takes 1 s).",
     )
     source_partitions: int = Field(
         8, ge=1, description="Partitions of source topics the pipeline creates when missing."

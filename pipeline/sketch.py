@@ -15,15 +15,15 @@ from typing import Any
 
 __all__ = ["QuantileSketch"]
 
-_RANK_EPS = 1e-9  # absorbs float error in q * n (0.9 * 10 = 9.000000000000002 must be rank 9)
+_RANK_EPS = 1e-9  # absorbs float error in q * n (0.28 * 25 = 7.000000000000001 must be rank 7)
 
 
 class QuantileSketch:
     """Log-bucket quantile sketch with relative accuracy ``alpha``.
 
-    A value ``v >= min_value`` goes to bin ``ceil(log_gamma(v))`` with
+    A value ``v >= MIN_VALUE`` goes to bin ``ceil(log_gamma(v))`` with
     ``gamma = (1 + alpha) / (1 - alpha)``; the bin's representative value is within ``alpha``
-    relative error of every value in it. Values below ``min_value`` (1 ms) count in a dedicated
+    relative error of every value in it. Values below ``MIN_VALUE`` (1 ms) count in a dedicated
     zero bin and are reported as ``0.0``. At most ``max_bins`` bins are kept: the lowest bins are
     collapsed into the next one, which only makes the *lowest* quantiles overestimates (with the
     default alpha, 1 ms .. 1 year needs ~1,200 bins, so the cap is a safety net).

@@ -6,9 +6,17 @@ windows merge exactly and a ratio is never averaged.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from prometheus_client.core import Metric
+
 from pipeline.domain import Stateless
+from pipeline.metrics import WindowReader, gauge
 from pipeline.observations import Observations
+from pipeline.view import View
 from schemas import SurveySubmitted
+
+NPS_CATEGORIES = ("promoter", "passive", "detractor")
 
 
 def nps_category(score: int) -> str:
@@ -31,3 +39,37 @@ class SurveyHandler(Stateless):
                 out.observe("csat_satisfied", (channel,), time)
         else:
             out.observe("ces_sum", (channel,), time, event.score)
+
+
+def metrics(view: View, now: float) -> Iterator[Metric]:
+    nps_score = gauge("cx_nps_score", "Net Promoter Score, -100..100, over the window.")
+    nps_responses = gauge("cx_nps_responses", "NPS responses in the window.", "category")
+    csat = gauge("cx_csat_ratio", "Share of CSAT responses scoring 4 or 5, 0..1.")
+    ces = gauge("cx_ces_score", "Mean Customer Effort Score (1-7).")
+    responses = gauge("cx_survey_responses", "Survey responses in the window.", "survey")
+    channels = sorted({labels[0] for labels in view.labels_of("survey_responses")})
+    for spec in view.specs:
+        read = WindowReader(view, spec, now)
+        for channel in channels:
+            base = [spec.name, channel]
+            counts = {c: read.count("nps", (channel, c)) for c in NPS_CATEGORIES}
+            if any(v is not None for v in counts.values()):
+                total = sum(v or 0.0 for v in counts.values())
+                for category, value in counts.items():
+                    nps_responses.add_metric([*base, category], value or 0.0)
+                if total:
+                    promoters = counts["promoter"] or 0.0
+                    detractors = counts["detractor"] or 0.0
+                    nps_score.add_metric(base, 100.0 * (promoters - detractors) / total)
+            for survey in ("nps", "csat", "ces"):
+                n = read.count("survey_responses", (channel, survey))
+                if n is None:
+                    continue
+                responses.add_metric([*base, survey], n)
+                if not n:
+                    continue
+                if survey == "csat":
+                    csat.add_metric(base, (read.count("csat_satisfied", (channel,)) or 0.0) / n)
+                elif survey == "ces":
+                    ces.add_metric(base, (read.count("ces_sum", (channel,)) or 0.0) / n)
+    yield from (nps_score, nps_responses, csat, ces, responses)

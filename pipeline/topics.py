@@ -32,25 +32,52 @@ def checkpoint_partition(topic: str, partition: int, partitions: int) -> int:
 
 
 async def ensure_topics(settings: Settings) -> None:
-    """Create every topic the pipeline reads or writes, if missing (existing ones are kept)."""
-    wanted = [
-        *source_topic_names(settings),
-        settings.topic(DEAD_LETTER),
-        checkpoint_topic(settings),
-    ]
+    """Create every topic the pipeline reads or writes, if missing (existing ones are kept).
+
+    The cart-orders link topic must have exactly as many partitions as ``cx.carts``
+    (pipeline/links.py); a mismatch is a deployment error and stops the worker.
+    """
+    from pipeline.links import link_topic
+
     admin = AIOKafkaAdminClient(**settings.kafka_client_options())
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = [name for name in wanted if name not in existing]
-        if not missing:
-            return
-        new = [
-            NewTopic(name, settings.source_partitions, settings.replication_factor)
-            for name in missing
-        ]
-        with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
-            await admin.create_topics(new)
-        log.info("created topics %s", ", ".join(missing))
+        await _create_missing(
+            admin,
+            settings,
+            [
+                *source_topic_names(settings),
+                settings.topic(DEAD_LETTER),
+                checkpoint_topic(settings),
+            ],
+            settings.source_partitions,
+        )
+        carts_partitions = await _partition_count(admin, settings.topic("carts"))
+        links = link_topic(settings)
+        await _create_missing(admin, settings, [links], carts_partitions)
+        links_partitions = await _partition_count(admin, links)
+        if links_partitions != carts_partitions:
+            raise RuntimeError(
+                f"{links} has {links_partitions} partitions but {settings.topic('carts')} has "
+                f"{carts_partitions}; they must match (recreate {links})"
+            )
     finally:
         await admin.close()
+
+
+async def _create_missing(
+    admin: AIOKafkaAdminClient, settings: Settings, names: list[str], partitions: int
+) -> None:
+    existing = set(await admin.list_topics())
+    missing = [name for name in names if name not in existing]
+    if not missing:
+        return
+    new = [NewTopic(name, partitions, settings.replication_factor) for name in missing]
+    with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
+        await admin.create_topics(new)
+    log.info("created topics %s", ", ".join(missing))
+
+
+async def _partition_count(admin: AIOKafkaAdminClient, topic: str) -> int:
+    described = await admin.describe_topics([topic])
+    return len(described[0]["partitions"])

@@ -127,6 +127,10 @@ def _check_compatible(first: Value, value: Value) -> None:
             raise ValueError(f"sketch alpha {value.alpha} differs from the series' {first.alpha}")
     elif isinstance(value, QuantileSketch):
         raise TypeError(f"cannot add a QuantileSketch to a {type(first).__name__} series")
+    elif isinstance(first, Decimal) is not isinstance(value, Decimal) and (
+        isinstance(first, float) or isinstance(value, float)
+    ):
+        raise TypeError(f"cannot mix {type(first).__name__} and {type(value).__name__} sums")
 
 
 _UNBOUNDED_BINS = 1 << 62  # a sliding accumulator must never collapse, or subtract is inexact

@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from pipeline.carts import CartHandler
 from pipeline.checkpoint import Checkpoint
 from pipeline.domain import CountOnly, DomainHandler
 from pipeline.exposition import HealthMetrics, MetricsServer
+from pipeline.links import encode_link, link_partition, link_topic
 from pipeline.partition import PartitionProcessor, Rejection
 from pipeline.settings import Settings
 from pipeline.surveys import SurveyHandler
@@ -45,6 +47,12 @@ def make_handler(topic: str, settings: Settings) -> DomainHandler:
     """The domain logic of one source topic, for one partition."""
     if topic == "surveys":
         return SurveyHandler()
+    if topic == "carts":
+        return CartHandler(
+            timeout=settings.abandonment_timeout,
+            lateness=settings.allowed_lateness,
+            quiet=settings.quiet_period,
+        )
     return CountOnly()
 
 
@@ -120,6 +128,15 @@ class Worker:
         await self.producer.start()
         await self.server.start()
         self._checkpoint_partitions = await self._partition_count(self._checkpoint_topic)
+        self._link_topic = link_topic(self.settings)
+        self._link_partitions = await self._partition_count(self._link_topic)
+        self.link_consumer = AIOKafkaConsumer(
+            **self.settings.kafka_client_options(),
+            enable_auto_commit=False,
+            group_id=None,
+            auto_offset_reset="earliest",  # a seek to 0 below the log start lands on the start
+        )
+        await self.link_consumer.start()
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._run_view())
@@ -131,6 +148,7 @@ class Worker:
             pass
         finally:
             await self.server.stop()
+            await self.link_consumer.stop()
             await self.producer.stop()
 
     def stop(self) -> None:
@@ -165,8 +183,19 @@ class Worker:
                     timeout_ms=int(self.settings.flush_interval * 1000),
                     max_records=self.settings.max_batch,
                 )
+                links = {}
+                if self.link_consumer.assignment():
+                    links = await self.link_consumer.getmany(
+                        timeout_ms=0, max_records=self.settings.max_batch
+                    )
                 async with self._lock:
                     now = self.clock()
+                    for link_tp, records in links.items():
+                        owner = self._carts_owner(link_tp.partition)
+                        if owner is None:
+                            continue
+                        for record in records:
+                            owner.process_link(record.offset, record.key, record.value, now)
                     for tp, records in batch.items():
                         processor = self.processors.get(tp)
                         if processor is None:
@@ -207,6 +236,15 @@ class Worker:
                 )
             self.health.dead_letters.inc(len(processor.rejected))
             processor.rejected.clear()
+            for cart_id, time_, order_id in processor.take_links():
+                sends.append(
+                    await self.producer.send(
+                        self._link_topic,
+                        value=encode_link(time_, order_id),
+                        key=cart_id.encode(),
+                        partition=link_partition(cart_id, self._link_partitions),
+                    )
+                )
             checkpoint = processor.take_checkpoint(now)
             if checkpoint is not None:
                 checkpoints.append(checkpoint)
@@ -245,6 +283,7 @@ class Worker:
             await self._flush(mine, self.clock())
             for tp in mine:
                 del self.processors[tp]
+            self._assign_links()
             self.health.assigned.set(len(self.processors))
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -252,15 +291,18 @@ class Worker:
             new = [tp for tp in assigned if tp not in self.processors]
             started = time.monotonic()
             recovered = await self._recover(new)
+            recovered_at = time.monotonic()
             for tp, processor in recovered.items():
                 self.processors[tp] = processor
                 if processor.next_offset is not None:
                     self.consumer.seek(tp, processor.next_offset)
+            self._assign_links()
             self.health.assigned.set(len(self.processors))
             if new:
                 log.info(
-                    "assigned %d partitions, recovered in %.2f s",
+                    "assigned %d partitions: state recovered in %.2f s, ready in %.2f s",
                     len(new),
+                    recovered_at - started,
                     time.monotonic() - started,
                 )
 
@@ -294,6 +336,24 @@ class Worker:
                 processors[tp].next_offset,
             )
         return processors
+
+    def _carts_owner(self, partition: int) -> PartitionProcessor | None:
+        return self.processors.get(TopicPartition(self.settings.topic("carts"), partition))
+
+    def _assign_links(self) -> None:
+        """Read cart-orders[p] exactly for the cx.carts partitions p this worker owns."""
+        carts = self.settings.topic("carts")
+        wanted = {
+            TopicPartition(self._link_topic, tp.partition)
+            for tp in self.processors
+            if tp.topic == carts
+        }
+        self.link_consumer.assign(sorted(wanted))
+        for link_tp in wanted:
+            owner = self._carts_owner(link_tp.partition)
+            if owner is None:
+                continue
+            self.link_consumer.seek(link_tp, owner.link_offset or 0)
 
     def _new_processor(self, tp: TopicPartition) -> PartitionProcessor:
         short = self._topics[tp.topic]

@@ -313,6 +313,11 @@ def test_mixing_value_kinds_in_a_series_is_rejected_without_damage() -> None:
     store.add("count", BASE, 1)
     with pytest.raises(TypeError):
         store.add("count", BASE, one)
+    store.add("money", BASE, Decimal("1.10"))
+    store.add("money", BASE + 100, 2)  # ints mix with Decimal exactly
+    with pytest.raises(TypeError):
+        store.add("money", BASE + 200, 0.5)  # floats would silently lose exactness
+    assert store.total("money", day, BASE + 200) == Decimal("3.10")
     with pytest.raises(TypeError):
         store.add("x", BASE, "1")  # type: ignore[arg-type]
     with pytest.raises(ValueError):

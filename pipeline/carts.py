@@ -1,0 +1,267 @@
+"""Carts and checkout: each cart's one outcome (converted, abandoned, recovered) by event time.
+
+CONTRACT.md, "Cart abandonment": a cart starts at its first ``cart.item_added``; it converts if an
+``order.placed`` names it before it has been idle for the timeout, else it is abandoned at
+last-activity + timeout; an order after that is a recovery. Carts and orders come from
+independent services, so the decision must not depend on arrival order:
+
+* Activity is kept as *segments*: maximal runs of cart-event times with gaps ≤ timeout. The cart
+  first goes idle at ``first segment end + timeout``; a late event can only fill gaps, so it can
+  move that point later but never earlier. A conversion, once seen, is therefore final.
+* An abandonment is decided only when the wall clock has passed that point + allowed lateness,
+  and (like every decision) only once no event of the cart arrived for the quiet period.
+* Orders reach the cart's owner through the ``cart-orders`` link topic (pipeline/links.py); one
+  that arrives before the cart's events is kept until they come.
+
+State is bounded: finished carts shrink to a tombstone kept ``retention`` seconds (late events of
+a converted cart are ignored meanwhile; a recovery is recognised within it), and per-cart lists
+are capped against hostile producers.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.core import Metric
+
+from pipeline.metrics import WindowReader, gauge
+from pipeline.observations import Observations
+from pipeline.view import View
+from schemas import CartItemAdded, CheckoutStarted, CheckoutStepCompleted
+
+OUTCOMES = ("converted", "abandoned", "recovered")
+MAX_SEGMENTS = 64
+MAX_STEPS = 64
+MAX_ORDERS = 16
+_STEP_LABEL = re.compile(r"^[a-z0-9_]{1,32}$")
+
+
+def step_label(step: str | None) -> str:
+    """Last completed step as a label value; odd producer strings collapse to ``other``."""
+    if step is None:
+        return "none"
+    return step if _STEP_LABEL.match(step) else "other"
+
+
+def add_activity(segments: list[list[float]], time: float, timeout: float) -> None:
+    """Insert ``time`` into sorted, gap-separated segments, merging what it bridges."""
+    segments.append([time, time])
+    segments.sort()
+    merged: list[list[float]] = []
+    for start, end in segments:
+        if merged and start - merged[-1][1] <= timeout:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    if len(merged) > MAX_SEGMENTS:  # keep the first ones: they decide the outcome
+        merged = merged[:MAX_SEGMENTS]
+    segments[:] = merged
+
+
+@dataclass
+class Cart:
+    channel: str | None = None
+    first_added: float | None = None
+    segments: list[list[float]] = field(default_factory=list)
+    steps: list[list[Any]] = field(default_factory=list)
+    """[time, step or None]: None marks checkout.started."""
+    orders: list[list[Any]] = field(default_factory=list)
+    """[time, order event id]."""
+    last_arrival: float = 0.0
+    outcome: str | None = None
+    idle_at: float | None = None
+    """Event time the cart was abandoned at (set once abandoned)."""
+
+    def to_wire(self) -> list[Any]:
+        return [
+            self.channel,
+            self.first_added,
+            self.segments,
+            self.steps,
+            self.orders,
+            self.last_arrival,
+            self.outcome,
+            self.idle_at,
+        ]
+
+    @classmethod
+    def from_wire(cls, data: list[Any]) -> Cart:
+        return cls(*data)
+
+    def idle_point(self, timeout: float) -> float | None:
+        """Event time at which the cart first went idle, from what is known so far."""
+        if not self.segments:
+            return None
+        return self.segments[0][1] + timeout
+
+    def last_step_before(self, time: float) -> tuple[bool, str | None]:
+        """(checkout started by ``time``, last step completed by ``time``)."""
+        started, last, last_time = False, None, float("-inf")
+        for when, step in self.steps:
+            if when > time:
+                continue
+            started = True
+            if step is not None and when >= last_time:
+                last, last_time = step, when
+        return started, last
+
+
+class CartHandler:
+    """Cart outcomes for one ``cx.carts`` partition (and its ``cart-orders`` links)."""
+
+    def __init__(
+        self, *, timeout: float, lateness: float, quiet: float, retention: float = 86_400.0
+    ) -> None:
+        self.timeout, self.lateness, self.quiet, self.retention = (
+            timeout,
+            lateness,
+            quiet,
+            retention,
+        )
+        self.carts: dict[str, Cart] = {}
+        self._due: list[tuple[float, str]] = []
+        self._changed: set[str] = set()
+
+    # -- input ------------------------------------------------------------------------------
+    def handle(self, event: Any, out: Observations) -> None:
+        cart = self._touch(event.cart_id, out.now)
+        if cart.outcome == "converted":
+            return  # late events of a finished cart change nothing
+        time = event.ts
+        if isinstance(event, CartItemAdded):
+            first = (time, str(event.channel))
+            if cart.first_added is None or first < (cart.first_added, cart.channel or ""):
+                # the earliest item decides the channel; equal times tie-break by name, so
+                # arrival order never matters
+                cart.first_added, cart.channel = first
+        if cart.outcome is None:
+            add_activity(cart.segments, time, self.timeout)
+        if isinstance(event, CheckoutStarted) and len(cart.steps) < MAX_STEPS:
+            cart.steps.append([time, None])
+        elif isinstance(event, CheckoutStepCompleted) and len(cart.steps) < MAX_STEPS:
+            cart.steps.append([time, event.step])
+
+    def handle_link(self, cart_id: str, time: float, order_id: str, out: Observations) -> None:
+        """An ``order.placed`` named this cart (delivered via the link topic)."""
+        cart = self._touch(cart_id, out.now)
+        if any(known == order_id for _, known in cart.orders) or len(cart.orders) >= MAX_ORDERS:
+            return  # at-least-once link delivery: the same order twice is one order
+        cart.orders.append([time, order_id])
+
+    def _touch(self, cart_id: str, now: float) -> Cart:
+        cart = self.carts.get(cart_id)
+        if cart is None:
+            cart = self.carts[cart_id] = Cart()
+        cart.last_arrival = now
+        self._changed.add(cart_id)
+        heapq.heappush(self._due, (now + self.quiet, cart_id))
+        return cart
+
+    # -- decisions -----------------------------------------------------------------------------
+    def tick(self, now: float, out: Observations) -> None:
+        while self._due and self._due[0][0] <= now:
+            _, cart_id = heapq.heappop(self._due)
+            cart = self.carts.get(cart_id)
+            if cart is not None:
+                self._decide(cart_id, cart, now, out)
+
+    def _decide(self, cart_id: str, cart: Cart, now: float, out: Observations) -> None:
+        if now - cart.last_arrival < self.quiet:
+            heapq.heappush(self._due, (cart.last_arrival + self.quiet, cart_id))
+            return
+        if cart.outcome in ("converted", "recovered"):
+            self._expire_later(cart_id, cart, now)
+            return
+        if cart.outcome == "abandoned":
+            self._maybe_recover(cart_id, cart, out)
+            self._expire_later(cart_id, cart, now)
+            return
+        idle_at = cart.idle_point(self.timeout)
+        if idle_at is None or cart.first_added is None or cart.channel is None:
+            self._expire_later(cart_id, cart, now)  # not a cart (yet): no item added
+            return
+        converting = [t for t, _ in cart.orders if t <= idle_at]
+        if converting:
+            self._finish(cart_id, cart, "converted")
+            out.observe("carts", (cart.channel, "converted"), min(converting))
+            self._expire_later(cart_id, cart, now)
+            return
+        if now < idle_at + self.lateness:
+            heapq.heappush(self._due, (idle_at + self.lateness, cart_id))
+            return
+        cart.idle_at = idle_at
+        started, last_step = cart.last_step_before(idle_at)
+        self._finish(cart_id, cart, "abandoned")
+        out.observe("carts", (cart.channel, "abandoned"), idle_at)
+        if started:
+            out.observe("checkout_abandoned", (cart.channel, step_label(last_step)), idle_at)
+        self._maybe_recover(cart_id, cart, out)
+        self._expire_later(cart_id, cart, now)
+
+    def _maybe_recover(self, cart_id: str, cart: Cart, out: Observations) -> None:
+        if cart.orders and cart.channel is not None:
+            self._finish(cart_id, cart, "recovered")
+            out.observe("carts", (cart.channel, "recovered"), min(t for t, _ in cart.orders))
+
+    def _finish(self, cart_id: str, cart: Cart, outcome: str) -> None:
+        cart.outcome = outcome
+        cart.segments, cart.steps = cart.segments[:1], []
+        self._changed.add(cart_id)
+
+    def _expire_later(self, cart_id: str, cart: Cart, now: float) -> None:
+        """Forget a finished (or never started) cart ``retention`` after its last arrival."""
+        forget_at = cart.last_arrival + self.retention
+        if now >= forget_at:
+            del self.carts[cart_id]
+            self._changed.add(cart_id)
+        else:
+            heapq.heappush(self._due, (forget_at, cart_id))
+
+    # -- persistence --------------------------------------------------------------------------
+    def take_changes(self) -> dict[str, Any]:
+        if not self._changed:
+            return {}
+        changes = {
+            cart_id: (self.carts[cart_id].to_wire() if cart_id in self.carts else None)
+            for cart_id in self._changed
+        }
+        self._changed = set()
+        return {"carts": changes}
+
+    def restore(self, changes: dict[str, Any]) -> None:
+        for cart_id, wire in changes.get("carts", {}).items():
+            if wire is None:
+                self.carts.pop(cart_id, None)
+            else:
+                self.carts[cart_id] = Cart.from_wire(wire)
+                heapq.heappush(self._due, (0.0, cart_id))  # re-evaluated on the first tick
+
+
+def metrics(view: View, now: float) -> Iterator[Metric]:
+    carts = gauge("cx_carts", "Cart outcomes in the window, by their event time.", "outcome")
+    ratio = gauge("cx_cart_abandonment_ratio", "abandoned / (abandoned + converted) in the window.")
+    checkout = gauge(
+        "cx_checkout_abandoned", "Abandoned carts that had started checkout.", "last_step"
+    )
+    channels = sorted({labels[0] for labels in view.labels_of("carts")})
+    steps = view.labels_of("checkout_abandoned")
+    for spec in view.specs:
+        read = WindowReader(view, spec, now)
+        for channel in channels:
+            base = [spec.name, channel]
+            counts = {o: read.count("carts", (channel, o)) for o in OUTCOMES}
+            for outcome, value in counts.items():
+                if value is not None:
+                    carts.add_metric([*base, outcome], value)
+            decided = (counts["abandoned"] or 0.0) + (counts["converted"] or 0.0)
+            if decided:
+                ratio.add_metric(base, (counts["abandoned"] or 0.0) / decided)
+        for channel, step in steps:
+            value = read.count("checkout_abandoned", (channel, step))
+            if value is not None:
+                checkout.add_metric([spec.name, channel, step], value)
+    yield from (carts, ratio, checkout)

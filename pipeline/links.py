@@ -1,0 +1,35 @@
+"""The cart-orders link topic: how an ``order.placed`` reaches the worker that owns its cart.
+
+Orders are keyed by ``order_id`` and carts by ``cart_id``, so an order and its cart live on
+different partitions. The orders stage writes ``(cart_id, order time, order event id)`` to
+``<app_id>.cart-orders``, partitioned exactly as Kafka's default partitioner places ``cart_id`` in
+``cx.carts`` (murmur2, like every Kafka client by default), with the same partition count. The
+owner of ``cx.carts[p]`` reads ``cart-orders[p]`` alongside it and records the link offset in the
+same checkpoint as the cart state, so the join is exactly once. Links are written before the
+orders checkpoint; after a crash one may be written twice, and the cart ignores a known order id.
+"""
+
+from __future__ import annotations
+
+import orjson
+from aiokafka.partitioner import murmur2
+
+from pipeline.settings import Settings
+
+
+def link_topic(settings: Settings) -> str:
+    return settings.internal_topic("cart-orders")
+
+
+def link_partition(cart_id: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives key ``cart_id``."""
+    return (murmur2(cart_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def encode_link(time: float, order_event_id: str) -> bytes:
+    return orjson.dumps({"t": time, "order": order_event_id})
+
+
+def decode_link(value: bytes) -> tuple[float, str]:
+    data = orjson.loads(value)
+    return float(data["t"]), str(data["order"])
