@@ -237,6 +237,9 @@ def demo(
     bootstrap: Bootstrap = None,
     metrics_port: MetricsPort = None,
     live_view: Annotated[bool, typer.Option("--live/--no-live", help="Terminal dashboard.")] = True,
+    history: Annotated[
+        float, typer.Option(help="Seconds of past traffic produced first, so windows start filled.")
+    ] = 1800.0,
 ) -> None:
     """Broker + worker + simulator in one command, with a live terminal view."""
     from pipeline.demo import run_demo

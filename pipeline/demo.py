@@ -88,6 +88,7 @@ async def run_demo(
     duration: float | None,
     ttr_spike: str | None,
     live_view: bool,
+    history: float = 0.0,
 ) -> None:
     console = Console(stderr=True)
     started = time.time()
@@ -113,6 +114,7 @@ async def run_demo(
             topic_prefix=settings.topic_prefix,
             ttr_spike=spike,
             on_batch=on_batch,
+            history=history,
         )
     )
     try:

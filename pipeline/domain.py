@@ -37,10 +37,3 @@ class Stateless:
 
     def restore(self, changes: dict[str, Any]) -> None:
         return None
-
-
-class CountOnly(Stateless):
-    """Accepts events and derives nothing (a topic whose metrics are not built yet)."""
-
-    def handle(self, event: Any, out: Observations) -> None:
-        return None

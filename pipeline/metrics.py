@@ -63,9 +63,9 @@ MetricSource = Callable[[View, float], Iterator[Metric]]
 
 def metric_sources() -> tuple[MetricSource, ...]:
     """Every family producer, one per domain module (imported late: they import this module)."""
-    from pipeline import carts, surveys
+    from pipeline import carts, orders, surveys, tickets
 
-    return (surveys.metrics, carts.metrics, pipeline_counters)
+    return (surveys.metrics, tickets.metrics, carts.metrics, orders.metrics, pipeline_counters)
 
 
 class ViewCollector(Collector):

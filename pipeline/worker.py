@@ -22,12 +22,14 @@ from aiokafka.errors import KafkaError
 
 from pipeline.carts import CartHandler
 from pipeline.checkpoint import Checkpoint
-from pipeline.domain import CountOnly, DomainHandler
+from pipeline.domain import DomainHandler
 from pipeline.exposition import HealthMetrics, MetricsServer
 from pipeline.links import encode_link, link_partition, link_topic
+from pipeline.orders import OrderHandler
 from pipeline.partition import PartitionProcessor, Rejection
 from pipeline.settings import Settings
 from pipeline.surveys import SurveyHandler
+from pipeline.tickets import TicketHandler
 from pipeline.topics import (
     DEAD_LETTER,
     checkpoint_partition,
@@ -53,7 +55,11 @@ def make_handler(topic: str, settings: Settings) -> DomainHandler:
             lateness=settings.allowed_lateness,
             quiet=settings.quiet_period,
         )
-    return CountOnly()
+    if topic == "orders":
+        return OrderHandler()
+    if topic == "tickets":
+        return TicketHandler()
+    raise ValueError(f"no domain logic for topic {topic!r}")
 
 
 def dead_letter_headers(
@@ -142,6 +148,7 @@ class Worker:
                 tasks.create_task(self._run_view())
                 tasks.create_task(self._run_ingest())
                 tasks.create_task(self._watch_stop())
+                tasks.create_task(self._probe_broker())
                 if started is not None:
                     started.set()
         except* _Stopped:
@@ -157,6 +164,25 @@ class Worker:
     async def _watch_stop(self) -> None:
         await self._stopping.wait()
         raise _Stopped
+
+    async def _probe_broker(self, interval: float = 2.0) -> None:
+        """Keep ``cx_pipeline_broker_connected`` true to what a metadata request says."""
+        was_connected = None
+        while True:
+            try:
+                await asyncio.wait_for(self.link_consumer.topics(), timeout=interval)
+                connected = 1
+            except (KafkaError, TimeoutError, OSError):
+                connected = 0
+            if connected != was_connected:
+                was_connected = connected
+                log.log(
+                    logging.INFO if connected else logging.WARNING,
+                    "broker %s",
+                    "reachable" if connected else "unreachable",
+                )
+            self.health.broker_connected.set(connected)
+            await asyncio.sleep(interval)
 
     async def _partition_count(self, topic: str) -> int:
         partitions = await self.producer.partitions_for(topic)

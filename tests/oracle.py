@@ -70,3 +70,232 @@ def survey_expectations(events: list[dict], now: float, windows: dict[str, float
             if ces:
                 expected[("cx_ces_score", frozenset(base.items()))] = sum(ces) / len(ces)
     return expected
+
+
+def cart_outcomes(
+    events: list[dict], now: float, timeout: float = 1800.0, lateness: float = 120.0
+) -> list[tuple[str, str, float]]:
+    """(channel, outcome, time) per cart; checkout abandonment as ``checkout:<last_step>``.
+
+    An abandonment exists only once ``now`` is past last activity + timeout + lateness.
+    """
+    carts: dict[str, dict] = {}
+    for event in first_seen(events):
+        kind = event["event_type"]
+        if kind == "order.placed" and event.get("cart_id"):
+            carts.setdefault(event["cart_id"], {"events": [], "orders": []})["orders"].append(
+                epoch(event["occurred_at"])
+            )
+        elif kind.startswith(("cart.", "checkout.")):
+            carts.setdefault(event["cart_id"], {"events": [], "orders": []})["events"].append(event)
+    results = []
+    for cart in carts.values():
+        added = sorted(
+            (epoch(e["occurred_at"]), e.get("channel", "web"))
+            for e in cart["events"]
+            if e["event_type"] == "cart.item_added"
+        )
+        if not added:
+            continue
+        channel = added[0][1]
+        times = sorted(epoch(e["occurred_at"]) for e in cart["events"])
+        idle = next(
+            times[i] + timeout
+            for i in range(len(times))
+            if i == len(times) - 1 or times[i + 1] - times[i] > timeout
+        )
+        orders = sorted(cart["orders"])
+        if any(o <= idle for o in orders):
+            results.append((channel, "converted", min(o for o in orders if o <= idle)))
+            continue
+        if now < idle + lateness:
+            continue  # not decided yet
+        results.append((channel, "abandoned", idle))
+        checkout = [
+            e
+            for e in cart["events"]
+            if e["event_type"].startswith("checkout.") and epoch(e["occurred_at"]) <= idle
+        ]
+        if checkout:
+            steps = sorted(
+                (epoch(e["occurred_at"]), e["step"])
+                for e in checkout
+                if e["event_type"] == "checkout.step_completed"
+            )
+            results.append((channel, f"checkout:{steps[-1][1] if steps else 'none'}", idle))
+        if orders:
+            results.append((channel, "recovered", orders[0]))
+    return results
+
+
+def cart_expectations(events: list[dict], now: float, windows: dict[str, float]) -> dict:
+    """cx_carts, cx_cart_abandonment_ratio and cx_checkout_abandoned per window and channel."""
+    expected: dict = {}
+    outcomes = cart_outcomes(events, now)
+    for window, length in windows.items():
+        inside = [o for o in outcomes if in_window(o[2], now, length)]
+        for channel in {o[0] for o in inside}:
+            base = {"window": window, "channel": channel}
+            mine = [o for o in inside if o[0] == channel]
+            for outcome in ("converted", "abandoned", "recovered"):
+                n = sum(1 for o in mine if o[1] == outcome)
+                if n:
+                    expected[("cx_carts", frozenset({**base, "outcome": outcome}.items()))] = n
+            abandoned = sum(1 for o in mine if o[1] == "abandoned")
+            converted = sum(1 for o in mine if o[1] == "converted")
+            if abandoned + converted:
+                expected[("cx_cart_abandonment_ratio", frozenset(base.items()))] = abandoned / (
+                    abandoned + converted
+                )
+            for step in {o[1] for o in mine if o[1].startswith("checkout:")}:
+                n = sum(1 for o in mine if o[1] == step)
+                expected[
+                    (
+                        "cx_checkout_abandoned",
+                        frozenset({**base, "last_step": step.split(":", 1)[1]}.items()),
+                    )
+                ] = n
+    return expected
+
+
+def rank_quantile(values: list[float], q: float) -> float:
+    """The value at rank ceil(q * n) (1-based) of the sorted values."""
+    import math
+
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def ticket_expectations(events: list[dict], now: float, windows: dict[str, float]) -> dict:
+    """TTR/first-response quantiles, resolved, reopened, backlog, histogram (events in order)."""
+    tickets: dict[str, dict] = {}
+    ttr, frt, reopened = [], [], []  # (channel, time, value)
+    for event in first_seen(events):
+        kind, t = event["event_type"], epoch(event["occurred_at"])
+        if not kind.startswith("ticket."):
+            continue
+        ticket = tickets.get(event["ticket_id"])
+        if kind == "ticket.opened" and ticket is None:
+            tickets[event["ticket_id"]] = {
+                "opened": t,
+                "channel": event.get("channel", "web"),
+                "open": True,
+                "replied": False,
+                "resolved_once": False,
+            }
+            continue
+        if ticket is None:
+            continue
+        if kind == "ticket.agent_replied" and not ticket["replied"]:
+            ticket["replied"] = True
+            frt.append((ticket["channel"], t, t - ticket["opened"]))
+        elif kind == "ticket.resolved" and ticket["open"]:
+            ticket["open"] = False
+            if not ticket["resolved_once"]:
+                ticket["resolved_once"] = True
+                ttr.append((ticket["channel"], t, t - ticket["opened"]))
+        elif kind == "ticket.reopened" and not ticket["open"]:
+            ticket["open"] = True
+            reopened.append((ticket["channel"], t))
+    expected: dict = {}
+    for window, length in windows.items():
+        for channel in {c for c, _, _ in ttr + frt} | {c for c, _ in reopened}:
+            base = {"window": window, "channel": channel}
+            for name, observations in (("cx_ttr_seconds", ttr), ("cx_first_response_seconds", frt)):
+                values = [
+                    v for c, t, v in observations if c == channel and in_window(t, now, length)
+                ]
+                for q in ("0.5", "0.9", "0.99"):
+                    if values:
+                        expected[(name, frozenset({**base, "quantile": q}.items()))] = (
+                            rank_quantile(values, float(q))
+                        )
+            resolved = sum(1 for c, t, _ in ttr if c == channel and in_window(t, now, length))
+            if resolved:
+                expected[("cx_tickets_resolved", frozenset(base.items()))] = resolved
+            reopens = sum(1 for c, t in reopened if c == channel and in_window(t, now, length))
+            if reopens:
+                expected[("cx_tickets_reopened", frozenset(base.items()))] = reopens
+    for channel in {t["channel"] for t in tickets.values()}:
+        expected[("cx_tickets_open", frozenset({"channel": channel}.items()))] = sum(
+            1 for t in tickets.values() if t["channel"] == channel and t["open"]
+        )
+        values = [v for c, _, v in ttr if c == channel]
+        if values:
+            expected[
+                ("cx_ticket_resolution_seconds_count", frozenset({"channel": channel}.items()))
+            ] = len(values)
+            for le in (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800, "+Inf"):
+                key = (
+                    "cx_ticket_resolution_seconds_bucket",
+                    frozenset({"channel": channel, "le": f"{float(le)}"}.items()),
+                )
+                expected[key] = sum(1 for v in values if v <= float(le))
+    return expected
+
+
+def order_expectations(events: list[dict], now: float, windows: dict[str, float]) -> dict:
+    """Orders, revenue, AOV per currency; refunds; on-time delivery (events in order)."""
+    from decimal import Decimal
+
+    placed: dict[str, dict] = {}
+    promised: dict[str, float] = {}
+    rows = []  # (metric, channel, currency, time, value)
+    for event in first_seen(events):
+        kind, t = event["event_type"], epoch(event["occurred_at"])
+        order_id = event.get("order_id")
+        if kind == "order.placed" and order_id not in placed:
+            placed[order_id] = {"channel": event.get("channel", "web")}
+            rows.append(("orders", placed[order_id]["channel"], event["currency"], t, Decimal(1)))
+            rows.append(
+                (
+                    "revenue",
+                    placed[order_id]["channel"],
+                    event["currency"],
+                    t,
+                    Decimal(str(event["total"])),
+                )
+            )
+        elif kind == "order.refunded":
+            channel = placed.get(order_id, {}).get("channel", event.get("channel", "web"))
+            rows.append(("refunds", channel, event["currency"], t, Decimal(1)))
+            rows.append(("refunded", channel, event["currency"], t, Decimal(str(event["amount"]))))
+        elif kind == "order.shipped":
+            promised[order_id] = epoch(event["promised_delivery_at"])
+        elif kind == "order.delivered" and order_id in promised:
+            channel = placed.get(order_id, {}).get("channel", event.get("channel", "web"))
+            rows.append(("deliveries", channel, "", t, Decimal(1)))
+            rows.append(
+                ("on_time", channel, "", t, Decimal(1 if t <= promised.pop(order_id) else 0))
+            )
+    expected: dict = {}
+    names = {
+        "orders": "cx_orders",
+        "revenue": "cx_revenue",
+        "refunds": "cx_refunds",
+        "refunded": "cx_refunded_amount",
+    }
+    for window, length in windows.items():
+        inside = [r for r in rows if in_window(r[3], now, length)]
+        for channel, currency in {(r[1], r[2]) for r in inside if r[2]}:
+            base = {"window": window, "channel": channel, "currency": currency}
+            sums = {
+                m: sum((r[4] for r in inside if r[:3] == (m, channel, currency)), Decimal(0))
+                for m in names
+            }
+            for metric, family in names.items():
+                if any(r[:3] == (metric, channel, currency) for r in inside):
+                    expected[(family, frozenset(base.items()))] = float(sums[metric])
+            if sums["orders"]:
+                expected[("cx_order_value_average", frozenset(base.items()))] = float(
+                    sums["revenue"] / sums["orders"]
+                )
+        for channel in {r[1] for r in inside if r[0] == "deliveries"}:
+            delivered = [r for r in inside if r[1] == channel and r[0] == "on_time"]
+            expected[
+                (
+                    "cx_delivery_on_time_ratio",
+                    frozenset({"window": window, "channel": channel}.items()),
+                )
+            ] = float(sum(r[4] for r in delivered) / len(delivered))
+    return expected

@@ -1,0 +1,223 @@
+"""Orders -> counts, revenue and AOV per currency, refunds, and the delivery on-time ratio.
+
+CONTRACT.md, "Metric definitions": an order's metrics use the channel of its ``order.placed``;
+revenue and refunds are summed per currency as exact decimals (never floats) and AOV is computed at
+exposition as revenue / orders of the window, so it is never an average of averages.
+
+Decisions where the contract is silent:
+
+* On-time ratio: a delivery is judged against the ``promised_delivery_at`` of the latest
+  ``order.shipped`` seen before it (a re-shipment replaces the promise); delivered exactly at the
+  promise is on time. A delivery whose promise is unknown (no ``order.shipped`` arrived before it)
+  cannot be judged, so it goes to ``deliveries_unknown_promise`` and is EXCLUDED from both the
+  numerator and the denominator; a ``shipped`` arriving after its delivery does not re-judge it.
+  Only an order's first delivery counts.
+* Refunds: the order's placed channel if known, else the refund event's own channel; the currency
+  is always the refund event's (a refund may be paid in another currency than the order).
+* A second ``order.placed`` for a known order is ignored (it would double the revenue).
+* Memory: an order is forgotten ``retention`` (default 30 days) after its latest event time once
+  delivered, or ``undelivered_retention`` (default 90 days) if it never was. A refund after that
+  counts under the refund's channel; a delivery after that counts as an unknown promise. A
+  re-sent ``order.placed`` cannot double count meanwhile: its event time is past the longest window,
+  so it arrives late and is never aggregated.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from prometheus_client.core import Metric
+
+from pipeline.metrics import WindowReader, gauge
+from pipeline.observations import Observations
+from pipeline.view import View
+from schemas import OrderDelivered, OrderPlaced, OrderRefunded, OrderShipped
+
+DAY = 86_400.0
+
+
+@dataclass
+class Order:
+    channel: str | None = None
+    """Channel of ``order.placed``; None until it arrives."""
+    currency: str | None = None
+    promised_at: float | None = None
+    """``promised_delivery_at`` of the latest ``order.shipped`` (epoch seconds)."""
+    delivered: bool = False
+    last_time: float = 0.0
+    """Latest event time seen for the order (drives forgetting)."""
+
+    def to_wire(self) -> list[Any]:
+        return [self.channel, self.currency, self.promised_at, self.delivered, self.last_time]
+
+    @classmethod
+    def from_wire(cls, data: list[Any]) -> Order:
+        return cls(*data)
+
+
+class OrderHandler:
+    """Order state for one ``cx.orders`` partition."""
+
+    def __init__(
+        self, *, retention: float = 30 * DAY, undelivered_retention: float = 90 * DAY
+    ) -> None:
+        self.retention = retention
+        self.undelivered_retention = undelivered_retention
+        self.orders: dict[str, Order] = {}
+        self._changed: set[str] = set()
+        self._due: list[tuple[float, str]] = []
+        self._scheduled: dict[str, float] = {}
+        """The live ``_due`` entry of each order; other entries are stale."""
+
+    # -- input ------------------------------------------------------------------------------
+    def handle(self, event: Any, out: Observations) -> None:
+        if isinstance(event, OrderRefunded):
+            self._refund(event, out)
+            return
+        order = self._touch(event.order_id, event.ts)
+        if isinstance(event, OrderPlaced):
+            self._place(order, event, out)
+        elif isinstance(event, OrderShipped):
+            order.promised_at = event.promised_delivery_at.timestamp()
+        elif isinstance(event, OrderDelivered) and not order.delivered:
+            order.delivered = True
+            self._deliver(order, event, out)
+        self._push(event.order_id, order.last_time + self._horizon(order))
+
+    def _touch(self, order_id: str, time: float) -> Order:
+        order = self.orders.get(order_id)
+        if order is None:
+            order = self.orders[order_id] = Order(last_time=time)
+        order.last_time = max(order.last_time, time)
+        self._changed.add(order_id)
+        return order
+
+    @staticmethod
+    def _place(order: Order, event: OrderPlaced, out: Observations) -> None:
+        if order.channel is not None:
+            return  # a second order.placed for the same order
+        order.channel, order.currency = str(event.channel), event.currency
+        labels = (order.channel, order.currency)
+        time = event.ts
+        out.observe("orders", labels, time)
+        out.observe("revenue", labels, time, event.total)
+        if event.cart_id is not None:
+            out.link_order(event.cart_id, time, event.event_id)
+
+    def _refund(self, event: OrderRefunded, out: Observations) -> None:
+        order = self.orders.get(event.order_id)
+        if order is not None:  # keeps a refunded order (and its channel) around longer
+            self._touch(event.order_id, event.ts)
+        channel = order.channel if order is not None and order.channel else str(event.channel)
+        labels = (channel, event.currency)
+        out.observe("refunds", labels, event.ts)
+        out.observe("refunded_amount", labels, event.ts, event.amount)
+
+    @staticmethod
+    def _deliver(order: Order, event: OrderDelivered, out: Observations) -> None:
+        labels = (order.channel or str(event.channel),)
+        time = event.ts
+        if order.promised_at is None:
+            out.observe("deliveries_unknown_promise", labels, time)
+            return
+        out.observe("deliveries", labels, time)
+        if time <= order.promised_at:
+            out.observe("deliveries_on_time", labels, time)
+
+    # -- forgetting ---------------------------------------------------------------------------
+    def _horizon(self, order: Order) -> float:
+        return self.retention if order.delivered else self.undelivered_retention
+
+    def _push(self, order_id: str, due: float) -> None:
+        """Look at the order again no later than ``due`` (one live heap entry per order)."""
+        scheduled = self._scheduled.get(order_id)
+        if scheduled is None or due < scheduled:
+            self._scheduled[order_id] = due
+            heapq.heappush(self._due, (due, order_id))
+
+    def tick(self, now: float, out: Observations) -> None:
+        while self._due and self._due[0][0] <= now:
+            due, order_id = heapq.heappop(self._due)
+            if self._scheduled.get(order_id) != due:
+                continue  # superseded by an earlier entry
+            del self._scheduled[order_id]
+            order = self.orders.get(order_id)
+            if order is None:
+                continue
+            forget_at = order.last_time + self._horizon(order)
+            if forget_at <= now:
+                del self.orders[order_id]
+                self._changed.add(order_id)
+            else:
+                self._push(order_id, forget_at)
+
+    # -- persistence --------------------------------------------------------------------------
+    def take_changes(self) -> dict[str, Any]:
+        if not self._changed:
+            return {}
+        changes = {
+            order_id: (self.orders[order_id].to_wire() if order_id in self.orders else None)
+            for order_id in sorted(self._changed)
+        }
+        self._changed = set()
+        return {"o": changes}
+
+    def restore(self, changes: dict[str, Any]) -> None:
+        for order_id, wire in changes.get("o", {}).items():
+            if wire is None:
+                self.orders.pop(order_id, None)
+            else:
+                self.orders[order_id] = Order.from_wire(wire)
+                self._push(order_id, 0.0)  # re-evaluated on the first tick
+
+
+# -- exposition -------------------------------------------------------------------------------
+def _sum(view: View, name: str, labels: tuple[str, ...], spec: Any, now: float) -> Decimal | None:
+    """A window's exact money sum (None: no observation)."""
+    value = view.window_value(name, labels, spec, now)
+    return None if value is None else Decimal(value)  # type: ignore[arg-type]
+
+
+def metrics(view: View, now: float) -> Iterator[Metric]:
+    orders = gauge("cx_orders", "Orders placed in the window.", "currency")
+    revenue = gauge("cx_revenue", "Sum of order totals in the window.", "currency")
+    aov = gauge("cx_order_value_average", "Average order value in the window.", "currency")
+    refunds = gauge("cx_refunds", "Refunds in the window.", "currency")
+    refunded = gauge("cx_refunded_amount", "Sum of refunded amounts in the window.", "currency")
+    on_time = gauge(
+        "cx_delivery_on_time_ratio",
+        "Deliveries by their promised time / deliveries with a known promise, in the window.",
+    )
+    placed = view.labels_of("orders")
+    refunded_labels = view.labels_of("refunds")
+    delivery_channels = [labels[0] for labels in view.labels_of("deliveries")]
+    for spec in view.specs:
+        read = WindowReader(view, spec, now)
+        for labels in placed:
+            base = [spec.name, *labels]
+            count = read.count("orders", labels)
+            total = _sum(view, "revenue", labels, spec, now)
+            if count is None:
+                continue
+            orders.add_metric(base, count)
+            revenue.add_metric(base, float(total or 0))
+            if count:
+                aov.add_metric(base, float((total or Decimal(0)) / Decimal(int(count))))
+        for labels in refunded_labels:
+            base = [spec.name, *labels]
+            count = read.count("refunds", labels)
+            if count is not None:
+                refunds.add_metric(base, count)
+                refunded.add_metric(
+                    base, float(_sum(view, "refunded_amount", labels, spec, now) or 0)
+                )
+        for channel in delivery_channels:
+            delivered = read.count("deliveries", (channel,))
+            if delivered:
+                timely = read.count("deliveries_on_time", (channel,)) or 0.0
+                on_time.add_metric([spec.name, channel], timely / delivered)
+    yield from (orders, revenue, aov, refunds, refunded, on_time)

@@ -1,0 +1,533 @@
+"""Orders: counts, exact revenue and AOV per currency, refunds, delivery on-time ratio.
+
+Handlers are driven through the real PartitionProcessor with encoded records; the exported
+families are compared with a naive calculation written here from the raw event list.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.registry import Collector
+
+from pipeline.checkpoint import Checkpoint
+from pipeline.delta import add_value
+from pipeline.orders import OrderHandler, metrics
+from pipeline.partition import PartitionProcessor
+from pipeline.settings import Settings
+from pipeline.view import View
+from pipeline.windows import window_specs
+
+NOW = 1_800_000_000.0
+SETTINGS = Settings(bootstrap_servers="unused:9092")
+WINDOWS = {"5m": 300.0, "1h": 3600.0, "24h": 86_400.0}
+PLACED, REFUNDED, SHIPPED, DELIVERED = (
+    "order.placed",
+    "order.refunded",
+    "order.shipped",
+    "order.delivered",
+)
+
+Event = tuple[str, str, float, str, dict[str, Any]]
+"""(event type, order id, event time, channel, type-specific fields) in arrival order."""
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def rfc3339(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat()
+
+
+def record(event: Event) -> tuple[bytes, bytes]:
+    kind, order_id, t, channel, fields = event
+    body: dict[str, Any] = {
+        "event_id": uuid.uuid4().hex,
+        "event_type": kind,
+        "occurred_at": rfc3339(t),
+        "schema_version": 1,
+        "source": "test",
+        "channel": channel,
+        "order_id": order_id,
+    }
+    if kind == SHIPPED:
+        body["promised_delivery_at"] = rfc3339(fields["promise"])
+    else:
+        body.update(fields)
+    return order_id.encode(), orjson.dumps(body)
+
+
+def placed(order_id: str, t: float, total: Any, currency: str = "EUR", channel: str = "web", **kw):
+    return (PLACED, order_id, t, channel, {"total": total, "currency": currency, **kw})
+
+
+def refunded(order_id: str, t: float, amount: Any, currency: str = "EUR", channel: str = "web"):
+    return (REFUNDED, order_id, t, channel, {"amount": amount, "currency": currency})
+
+
+def shipped(order_id: str, t: float, promise: float, channel: str = "web") -> Event:
+    return (SHIPPED, order_id, t, channel, {"promise": promise})
+
+
+def delivered(order_id: str, t: float, channel: str = "web") -> Event:
+    return (DELIVERED, order_id, t, channel, {})
+
+
+def processor(**handler_args: float) -> PartitionProcessor:
+    return PartitionProcessor(
+        topic="orders",
+        topic_name="cx.orders",
+        partition=0,
+        handler=OrderHandler(**handler_args),
+        settings=SETTINGS,
+    )
+
+
+class Run:
+    """A processor fed events, checkpointed into a view after each batch."""
+
+    def __init__(self, **handler_args: float) -> None:
+        self.proc = processor(**handler_args)
+        self.view = View(window_specs(SETTINGS.window_seconds))
+        self.offset = 0
+        self.links: list[tuple[str, float, str]] = []
+
+    def feed(self, events: Iterable[Event], now: float = NOW) -> Run:
+        for event in events:
+            self.proc.process(self.offset, *record(event), (), now)
+            self.offset += 1
+        self.proc.tick(now)
+        self.links += self.proc.take_links()
+        checkpoint = self.proc.take_checkpoint(now)
+        if checkpoint is not None:
+            self.view.apply(Checkpoint.decode(checkpoint.encode()))
+        return self
+
+    def samples(self, now: float = NOW) -> dict[tuple[str, frozenset], float]:
+        return samples_of(metrics(self.view, now))
+
+
+def samples_of(families: Iterable[Any]) -> dict[tuple[str, frozenset], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in families
+        for sample in family.samples
+    }
+
+
+def named(samples: dict, name: str) -> dict[frozenset, float]:
+    return {labels: value for (n, labels), value in samples.items() if n == name}
+
+
+def key(**labels: str) -> frozenset:
+    return frozenset(labels.items())
+
+
+def in_window(t: float, length: float, now: float = NOW) -> bool:
+    return now - length < t <= now
+
+
+# -- the independent calculation ----------------------------------------------------------------
+def oracle(events: list[Event]) -> dict[str, list]:
+    """Observations per the contract and the module's documented decisions, in arrival order."""
+    placed_channel: dict[str, str] = {}
+    promise: dict[str, float] = {}
+    done: set[str] = set()
+    result: dict[str, list] = defaultdict(list)
+    for kind, order_id, t, channel, fields in events:
+        if kind == PLACED and order_id not in placed_channel:
+            placed_channel[order_id] = channel
+            total = Decimal(str(fields["total"]))
+            result["orders"].append(((channel, fields["currency"]), t, total))
+        elif kind == REFUNDED:
+            labels = (placed_channel.get(order_id, channel), fields["currency"])
+            result["refunds"].append((labels, t, Decimal(str(fields["amount"]))))
+        elif kind == SHIPPED:
+            promise[order_id] = fields["promise"]
+        elif kind == DELIVERED and order_id not in done:
+            done.add(order_id)
+            labels = (placed_channel.get(order_id, channel),)
+            if order_id in promise:
+                result["deliveries"].append((labels, t, t <= promise[order_id]))
+    return result
+
+
+def expected_samples(events: list[Event]) -> dict[tuple[str, frozenset], float]:
+    observed = oracle(events)
+    want: dict[tuple[str, frozenset], float] = {}
+    for window, length in WINDOWS.items():
+        groups: dict[tuple, list[Decimal]] = defaultdict(list)
+        for labels, t, total in observed["orders"]:
+            if in_window(t, length):
+                groups[labels].append(total)
+        for (channel, currency), totals in groups.items():
+            k = key(window=window, channel=channel, currency=currency)
+            revenue = sum(totals, Decimal(0))
+            want[("cx_orders", k)] = len(totals)
+            want[("cx_revenue", k)] = float(revenue)
+            want[("cx_order_value_average", k)] = float(revenue / len(totals))
+        groups = defaultdict(list)
+        for labels, t, amount in observed["refunds"]:
+            if in_window(t, length):
+                groups[labels].append(amount)
+        for (channel, currency), amounts in groups.items():
+            k = key(window=window, channel=channel, currency=currency)
+            want[("cx_refunds", k)] = len(amounts)
+            want[("cx_refunded_amount", k)] = float(sum(amounts, Decimal(0)))
+        judged: dict[str, list[bool]] = defaultdict(list)
+        for (channel,), t, on_time in observed["deliveries"]:
+            if in_window(t, length):
+                judged[channel].append(on_time)
+        for channel, flags in judged.items():
+            want[("cx_delivery_on_time_ratio", key(window=window, channel=channel))] = sum(
+                flags
+            ) / len(flags)
+    return want
+
+
+# -- scenarios ----------------------------------------------------------------------------------
+def test_aov_per_currency_is_decimal_exact():
+    events = [
+        placed("o1", NOW - 100, 0.1),  # JSON numbers: a float sum would give 0.30000000000000004
+        placed("o2", NOW - 90, 0.2),
+        placed("o3", NOW - 80, "19.99", "USD"),
+        placed("o4", NOW - 70, "19.99", "USD"),
+        placed("o5", NOW - 60, "19.99", "USD"),
+        placed("o1", NOW - 50, 1000),  # a second order.placed changes nothing
+    ]
+    samples = Run().feed(events).samples()
+    eur = key(window="5m", channel="web", currency="EUR")
+    usd = key(window="5m", channel="web", currency="USD")
+    assert named(samples, "cx_orders") == {
+        **{key(window=w, channel="web", currency="EUR"): 2 for w in WINDOWS},
+        **{key(window=w, channel="web", currency="USD"): 3 for w in WINDOWS},
+    }
+    assert samples[("cx_revenue", eur)] == 0.3
+    assert samples[("cx_order_value_average", eur)] == 0.15
+    assert samples[("cx_revenue", usd)] == 59.97
+    assert samples[("cx_order_value_average", usd)] == 19.99
+    assert samples == expected_samples(events)
+
+
+def test_refunds_use_the_orders_channel_and_the_refunds_currency():
+    events = [
+        placed("o1", NOW - 500, "50.00", channel="mobile_app"),
+        refunded("o1", NOW - 400, "10.10", channel="email"),  # order known: its channel wins
+        refunded("o1", NOW - 200, "0.20", "USD", channel="email"),
+        refunded("unknown", NOW - 100, "5", channel="store"),  # order not seen: event channel
+    ]
+    samples = Run().feed(events).samples()
+    assert named(samples, "cx_refunds") == {
+        key(window="1h", channel="mobile_app", currency="EUR"): 1,
+        key(window="24h", channel="mobile_app", currency="EUR"): 1,
+        **{key(window=w, channel="mobile_app", currency="USD"): 1 for w in WINDOWS},
+        **{key(window=w, channel="store", currency="EUR"): 1 for w in WINDOWS},
+    }
+    assert (
+        samples[("cx_refunded_amount", key(window="24h", channel="mobile_app", currency="EUR"))]
+        == 10.1
+    )
+    assert samples == expected_samples(events)
+
+
+def test_on_time_ratio_excludes_unknown_promises():
+    events = [
+        shipped("early", NOW - 3000, promise=NOW - 200),
+        delivered("early", NOW - 250),
+        shipped("exact", NOW - 3000, promise=NOW - 150),
+        delivered("exact", NOW - 150),  # at the promise: on time
+        shipped("late", NOW - 3000, promise=NOW - 1000),
+        delivered("late", NOW - 100),
+        delivered("late", NOW - 90),  # a second delivery is ignored
+        delivered("nopromise", NOW - 50),  # no shipped seen: not judged
+    ]
+    samples = Run().feed(events).samples()
+    ratio = named(samples, "cx_delivery_on_time_ratio")
+    assert ratio == {key(window=w, channel="web"): 2 / 3 for w in WINDOWS}
+    assert samples == expected_samples(events)
+
+
+def test_reshipment_replaces_the_promise_and_placed_channel_wins():
+    events = [
+        placed("o1", NOW - 5000, "1", channel="marketplace"),
+        shipped("o1", NOW - 4000, promise=NOW - 3000),
+        shipped("o1", NOW - 3500, promise=NOW - 10),
+        delivered("o1", NOW - 20, channel="web"),
+    ]
+    samples = Run().feed(events).samples()
+    assert named(samples, "cx_delivery_on_time_ratio") == {
+        key(window=w, channel="marketplace"): 1.0 for w in WINDOWS
+    }
+
+
+def test_only_unknown_promises_give_no_ratio():
+    samples = Run().feed([delivered("a", NOW - 10), delivered("b", NOW - 20)]).samples()
+    assert named(samples, "cx_delivery_on_time_ratio") == {}
+    run = Run().feed([delivered("a", NOW - 10)])
+    assert run.view.labels_of("deliveries_unknown_promise") == [("web",)]
+    assert run.view.labels_of("deliveries") == []
+
+
+def test_empty_windows_are_absent():
+    events = [
+        placed("o1", NOW - 1000, "10"),
+        refunded("o1", NOW - 900, "1"),
+        shipped("o1", NOW - 900, promise=NOW),
+        delivered("o1", NOW - 800),
+    ]
+    run = Run().feed(events)
+    samples = run.samples()
+    assert named(samples, "cx_order_value_average")[key(window="1h", channel="web", currency="EUR")]
+    assert key(window="5m", channel="web", currency="EUR") not in named(samples, "cx_orders")
+    assert key(window="5m", channel="web") not in named(samples, "cx_delivery_on_time_ratio")
+    assert samples == expected_samples(events)
+    assert run.samples(NOW + 2 * 86_400) == {}
+
+
+def test_placed_links_its_cart_once():
+    run = Run().feed(
+        [
+            placed("o1", NOW - 10, "5", cart_id="c1"),
+            placed("o1", NOW - 5, "5", cart_id="c1"),  # second placed: no second link
+            placed("o2", NOW - 5, "5"),  # no cart
+        ]
+    )
+    assert [(cart, t) for cart, t, _ in run.links] == [("c1", NOW - 10)]
+    assert run.links[0][2]  # the order event's id
+
+
+# -- random traffic against the oracle ------------------------------------------------------------
+EDGES = list(WINDOWS.values())
+AMOUNTS = [0, 0.1, 0.2, 0.3, "19.99", "0.01", "1234.5678", 7, "1e2", 3.3]
+
+
+def safe_time(rng: random.Random) -> float:
+    """An event time away from every window's lower edge (bucketing may widen it one bucket)."""
+    while True:
+        age = round(rng.uniform(0, 86_000), 3)
+        if all(not (edge - 5 <= age <= edge + 65) for edge in EDGES):
+            return NOW - age
+
+
+def random_traffic(seed: int, orders: int) -> list[Event]:
+    rng = random.Random(seed)
+    channels = ["web", "mobile_app", "store"]
+    events: list[Event] = []
+    for i in range(orders):
+        order_id = f"o{i}"
+        mine: list[Event] = []
+        if rng.random() < 0.9:
+            mine.append(
+                placed(
+                    order_id,
+                    safe_time(rng),
+                    rng.choice(AMOUNTS),
+                    rng.choice(["EUR", "USD"]),
+                    rng.choice(channels),
+                )
+            )
+        for _ in range(rng.randint(0, 2)):
+            mine.append(
+                refunded(order_id, safe_time(rng), rng.choice(AMOUNTS), "EUR", rng.choice(channels))
+            )
+        if rng.random() < 0.7:
+            mine.append(shipped(order_id, safe_time(rng), safe_time(rng), rng.choice(channels)))
+        for _ in range(rng.randint(0, 2)):
+            mine.append(delivered(order_id, safe_time(rng), rng.choice(channels)))
+        if rng.random() < 0.3:
+            rng.shuffle(mine)
+        events.extend(mine)
+    return events
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32), st.integers(1, 60), st.integers(1, 4))
+def test_metrics_match_brute_force(seed, orders, flushes):
+    events = random_traffic(seed, orders)
+    run = Run()
+    step = max(1, len(events) // flushes)
+    for start in range(0, len(events), step):
+        run.feed(events[start : start + step])
+    assert run.samples() == expected_samples(events)
+
+
+def test_oracle_check_can_fail():
+    events = random_traffic(3, 30)
+    samples = Run().feed(events).samples()
+    assert samples == expected_samples(events)
+    assert samples != expected_samples([*events, placed("extra", NOW - 10, "0.01")])
+
+
+# -- exposition ----------------------------------------------------------------------------------
+class ViewMetrics(Collector):
+    def __init__(self, view: View, now: float) -> None:
+        self.view, self.now = view, now
+
+    def collect(self) -> Iterable[Any]:
+        return metrics(self.view, self.now)
+
+
+def test_exposition_passes_promtool():
+    run = Run().feed(random_traffic(11, 40))
+    registry = CollectorRegistry()
+    registry.register(ViewMetrics(run.view, NOW))
+    text = generate_latest(registry).decode()
+    for name in (
+        "cx_orders",
+        "cx_revenue",
+        "cx_order_value_average",
+        "cx_refunds",
+        "cx_refunded_amount",
+        "cx_delivery_on_time_ratio",
+    ):
+        assert f"# TYPE {name} gauge" in text
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        return
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, check=False
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()
+
+
+# -- forgetting ----------------------------------------------------------------------------------
+def test_orders_are_forgotten_after_retention():
+    run = Run(retention=1000.0, undelivered_retention=5000.0)
+    run.feed(
+        [
+            placed("done", NOW - 500, "1", channel="store"),
+            shipped("done", NOW - 400, promise=NOW),
+            delivered("done", NOW - 300),
+            placed("pending", NOW - 500, "1", channel="store"),
+            shipped("pending", NOW - 400, promise=NOW + 9000),
+        ]
+    )
+    handler = run.proc.handler
+    run.feed([], now=NOW + 650)
+    assert set(handler.orders) == {"done", "pending"}
+    run.feed([], now=NOW + 750)
+    assert set(handler.orders) == {"pending"}
+    run.feed([], now=NOW + 4500)
+    assert set(handler.orders) == {"pending"}
+    # a refund keeps it around: its latest event time moves on
+    run.feed([refunded("pending", NOW + 4400, "1", channel="web")], now=NOW + 4500)
+    run.feed([], now=NOW + 5000)
+    assert set(handler.orders) == {"pending"}
+    run.feed([], now=NOW + 9500)
+    assert handler.orders == {}
+    # documented consequence: a refund after the retention counts under its own channel
+    run.feed([refunded("done", NOW + 9500, "2", channel="web")], now=NOW + 9500)
+    refunds = named(run.samples(NOW + 9500), "cx_refunds")
+    assert refunds[key(window="5m", channel="web", currency="EUR")] == 1
+
+
+# -- checkpoint/restore round trip ---------------------------------------------------------------
+def fold(checkpoints: list[Checkpoint]) -> tuple[dict, dict]:
+    windowed: dict = {}
+    totals: dict = defaultdict(int)
+    for checkpoint in checkpoints:
+        for k, value in checkpoint.delta.windowed.items():
+            windowed[k] = add_value(windowed.get(k), value)
+        for k, amount in checkpoint.delta.totals.items():
+            totals[k] += amount
+    return windowed, {k: v for k, v in totals.items() if v}
+
+
+def stream(seed: int, n: int) -> list[tuple[float, bytes, bytes]]:
+    """(wall clock, key, value): random order events, some future-dated, some duplicated."""
+    rng = random.Random(seed)
+    records: list[tuple[float, bytes, bytes]] = []
+    for i in range(n):
+        wall = NOW + 60 * i
+        if records and rng.random() < 0.05:
+            records.append((wall, *records[rng.randrange(len(records))][1:]))
+            continue
+        t = wall - rng.uniform(-200, 3000)
+        order_id, channel = f"o{rng.randrange(10)}", rng.choice(["web", "store"])
+        event = rng.choice(
+            [
+                placed(order_id, t, rng.choice(AMOUNTS), rng.choice(["EUR", "USD"]), channel),
+                refunded(order_id, t, rng.choice(AMOUNTS), "EUR", channel),
+                shipped(order_id, t, t + rng.uniform(-600, 600), channel),
+                delivered(order_id, t, channel),
+            ]
+        )
+        records.append((wall, *record(event)))
+    return records
+
+
+HANDLER_ARGS = {"retention": 1200.0, "undelivered_retention": 1800.0}
+
+
+def orders_state(proc: PartitionProcessor) -> dict:
+    return {oid: o.to_wire() for oid, o in proc.handler.orders.items()}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32), st.integers(5, 80), st.data())
+def test_checkpoint_restore_round_trip_is_invisible(seed, n, data):
+    records = stream(seed, n)
+    reference = processor(**HANDLER_ARGS)
+    ref_links = []
+    for offset, (wall, k, v) in enumerate(records):
+        reference.process(offset, k, v, (), wall)
+        reference.tick(wall)
+        ref_links += reference.take_links()
+    last = records[-1][0]
+    ref_checkpoint = reference.take_checkpoint(last)
+    assert ref_checkpoint is not None
+
+    cuts = data.draw(st.sets(st.integers(0, n - 1)))
+    crashes = set(data.draw(st.sets(st.integers(0, n - 1), max_size=4)))
+    log: list[Checkpoint] = []
+    links: list = []
+    proc = processor(**HANDLER_ARGS)
+    i = 0
+    while i < n:
+        wall, k, v = records[i]
+        proc.process(i, k, v, (), wall)
+        proc.tick(wall)
+        if i in cuts:
+            pending_links = proc.take_links()
+            checkpoint = proc.take_checkpoint(wall)
+            if checkpoint is not None:
+                links += pending_links  # written before their checkpoint
+                log.append(Checkpoint.decode(checkpoint.encode()))
+        if i in crashes:  # lose everything since the last checkpoint, resume from the log
+            crashes.discard(i)
+            proc = processor(**HANDLER_ARGS)
+            proc.restore(log, wall)
+            i = proc.next_offset or 0
+            continue
+        i += 1
+    links += proc.take_links()
+    final = proc.take_checkpoint(last)
+    if final is not None:
+        log.append(final)
+
+    assert fold(log) == fold([ref_checkpoint])
+    assert sorted(map(orjson.dumps, proc.out.pending_to_wire())) == sorted(
+        map(orjson.dumps, reference.out.pending_to_wire())
+    )
+    assert sorted(links) == sorted(ref_links)
+    assert orders_state(proc) == orders_state(reference)
+    rebuilt = processor(**HANDLER_ARGS)
+    rebuilt.restore(log, last)
+    assert orders_state(rebuilt) == orders_state(reference)
+    views = []
+    for checkpoints in (log, [ref_checkpoint]):
+        view = View(window_specs(SETTINGS.window_seconds))
+        for checkpoint in checkpoints:
+            view.apply(checkpoint)
+        views.append(samples_of(metrics(view, last)))
+    assert views[0] == views[1]
