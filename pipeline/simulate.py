@@ -182,9 +182,9 @@ _SURVEY_KIND_WEIGHTS = (0.50, 0.30, 0.20)
 _SCORE_DISTRIBUTIONS: Mapping[str, tuple[tuple[int, ...], tuple[float, ...]]] = {
     "nps": (
         tuple(range(11)),
-        (0.01, 0.01, 0.01, 0.015, 0.015, 0.04, 0.06, 0.12, 0.18, 0.22, 0.31),
+        (0.015, 0.01, 0.015, 0.02, 0.02, 0.05, 0.08, 0.12, 0.18, 0.20, 0.29),
     ),
-    "csat": ((1, 2, 3, 4, 5), (0.04, 0.05, 0.09, 0.32, 0.50)),
+    "csat": ((1, 2, 3, 4, 5), (0.05, 0.06, 0.10, 0.33, 0.46)),
     "ces": ((7, 6, 5, 4, 3, 2, 1), (0.03, 0.04, 0.07, 0.11, 0.18, 0.27, 0.30)),  # 1 = effortless
 }
 _P_COMMENT = 0.08
@@ -806,7 +806,7 @@ class ShopSimulator:
         if rng.random() < _P_SUPPORT_SURVEY:
             # Slow resolutions (a TTR spike included) make unhappy customers.
             ttr = (t - ticket.opened) / 1000
-            shift = min(1.0, max(-2.0, 0.3 - 0.45 * math.log(ttr / self.ttr_median)))
+            shift = min(0.8, max(-2.0, -0.45 * math.log(ttr / self.ttr_median)))
             if not ticket.replied:
                 shift -= 0.3
             delay = min(max(self._lognormal(1200.0, 1.0), 30.0), 2 * 86400.0)

@@ -134,7 +134,9 @@ class TicketHandler:
         if code == REPLY:
             if ticket.first_reply_at is None:
                 ticket.first_reply_at = time
-                out.observe_duration("frt", labels, time, max(0.0, time - ticket.opened_at))
+                seconds = max(0.0, time - ticket.opened_at)
+                out.observe_duration("frt", labels, time, seconds)
+                out.observe("frt_sum", labels, time, Decimal(str(round(seconds, 3))))
         elif code == RESOLVE:
             if not ticket.is_open:
                 return  # already resolved and not reopened
@@ -155,6 +157,7 @@ class TicketHandler:
         """The one TTR observation of a ticket: sketch, window count and running histogram."""
         (channel,) = labels
         out.observe_duration("ttr", labels, time, seconds)
+        out.observe("ttr_sum", labels, time, Decimal(str(round(seconds, 3))))
         out.observe("tickets_resolved", labels, time)
         for le in ttr_buckets_of(seconds):
             out.count("ttr_hist_bucket", (channel, le), 1)
@@ -217,17 +220,24 @@ class TicketHandler:
 
 
 # -- exposition -------------------------------------------------------------------------------
-def _quantile_family(name: str, doc: str) -> GaugeMetricFamily:
-    return gauge(name, doc, "quantile")
+def _quantile_family(name: str, doc: str) -> Metric:
+    """A sliding-window summary: the contract's ``{window, channel, quantile}`` series, typed
+    ``summary`` (promtool rejects a ``quantile`` label on a gauge) with exact _sum and _count."""
+    return Metric(name, doc, "summary")
 
 
-def _add_quantiles(family: GaugeMetricFamily, base: list[str], sketch: object | None) -> None:
-    """Quantile samples of a window's merged sketch; none for an empty window."""
+def _add_quantiles(
+    family: Metric, base: list[str], sketch: object | None, total: object | None
+) -> None:
+    """Quantile, _count and _sum samples of a window; none for an empty window."""
     if not isinstance(sketch, QuantileSketch) or sketch.count == 0:
         return
+    labels = dict(zip(("window", "channel"), base, strict=True))
     for q, value in zip(QUANTILES, sketch.quantiles(QUANTILES), strict=True):
         if value is not None:
-            family.add_metric([*base, format(q, "g")], value)
+            family.add_sample(family.name, {**labels, "quantile": format(q, "g")}, value)
+    family.add_sample(f"{family.name}_count", labels, float(sketch.count))
+    family.add_sample(f"{family.name}_sum", labels, float(total) if total is not None else 0.0)
 
 
 def _resolution_histogram(view: View) -> HistogramMetricFamily:
@@ -279,8 +289,13 @@ def metrics(view: View, now: float) -> Iterator[Metric]:
         read = WindowReader(view, spec, now)
         for channel in channels:
             base = [spec.name, channel]
-            _add_quantiles(ttr, base, view.window_value("ttr", (channel,), spec, now))
-            _add_quantiles(frt, base, view.window_value("frt", (channel,), spec, now))
+            for family, name in ((ttr, "ttr"), (frt, "frt")):
+                _add_quantiles(
+                    family,
+                    base,
+                    view.window_value(name, (channel,), spec, now),
+                    view.window_value(f"{name}_sum", (channel,), spec, now),
+                )
             for family, name in ((resolved, "tickets_resolved"), (reopened, "tickets_reopened")):
                 value = read.count(name, (channel,))
                 if value is not None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 
 from tests.integration.harness import Pipeline, cx_samples, produce_events, wait_for
+from tests.integration.stories import cart_story, item, survey
 from tests.oracle import cart_expectations, survey_expectations
 
 pytestmark = pytest.mark.integration
@@ -27,103 +27,6 @@ SURVEY_METRICS = (
     "cx_survey_responses",
 )
 ENV = {"CX_QUIET_PERIOD": "0.5"}
-
-
-def rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat()
-
-
-def envelope(kind: str, t: float, channel: str = "web", **fields) -> dict:
-    return {
-        "event_id": uuid.uuid4().hex,
-        "event_type": kind,
-        "occurred_at": rfc3339(t),
-        "schema_version": 1,
-        "source": "test",
-        "channel": channel,
-        **fields,
-    }
-
-
-def item(cart: str, t: float, channel: str = "web") -> dict:
-    return envelope(
-        "cart.item_added",
-        t,
-        channel,
-        cart_id=cart,
-        product_id="p",
-        quantity=1,
-        unit_price="5.00",
-        currency="EUR",
-    )
-
-
-def order(cart: str | None, t: float, channel: str = "web", total: str = "5.00") -> dict:
-    fields = {"order_id": uuid.uuid4().hex, "total": total, "currency": "EUR"}
-    if cart:
-        fields["cart_id"] = cart
-    return envelope("order.placed", t, channel, **fields)
-
-
-def survey(t: float, score: int, channel: str = "web") -> dict:
-    return envelope(
-        "survey.submitted", t, channel, response_id=uuid.uuid4().hex, survey="nps", score=score
-    )
-
-
-def cart_story(now: float) -> tuple[list[dict], list[dict]]:
-    """(orders that arrive FIRST, cart events that arrive after) covering every cart outcome."""
-    c = {
-        name: f"{name}-{uuid.uuid4().hex[:8]}"
-        for name in (
-            "conv",
-            "aband",
-            "recov",
-            "early",
-            "recent",
-            "fresh",
-            "none",
-            "ship",
-            "pay",
-            "review",
-        )
-    }
-    orders_first = [
-        order(c["early"], now - 45 * 60, "mobile_app"),  # before its cart's events arrive
-        order(c["conv"], now - 3 * 3600 + 1790),  # 10 s before the timeout
-        order(c["recov"], now - 4 * 3600 + 3600),  # after the abandonment: a recovery
-        order(c["recent"], now - 120),
-        order(None, now - 100),  # an order with no cart
-    ]
-    carts = [
-        item(c["conv"], now - 3 * 3600),
-        item(c["aband"], now - 2 * 3600, "chat"),
-        envelope("checkout.started", now - 2 * 3600 + 10, "chat", cart_id=c["aband"]),
-        envelope(
-            "checkout.step_completed",
-            now - 2 * 3600 + 20,
-            "chat",
-            cart_id=c["aband"],
-            step="shipping",
-        ),
-        item(c["recov"], now - 4 * 3600),
-        item(c["early"], now - 50 * 60, "mobile_app"),
-        item(c["recent"], now - 180),
-        item(c["fresh"], now - 60),  # still open: no outcome yet
-    ]
-    for name, steps in (
-        ("none", []),
-        ("ship", ["shipping"]),
-        ("pay", ["shipping", "payment"]),
-        ("review", ["shipping", "payment", "review"]),
-    ):
-        start = now - 90 * 60
-        carts += [item(c[name], start), envelope("checkout.started", start + 5, cart_id=c[name])]
-        carts += [
-            envelope("checkout.step_completed", start + 10 + i, cart_id=c[name], step=s)
-            for i, s in enumerate(steps)
-        ]
-    return orders_first, carts
 
 
 def expected(events: list[dict]) -> dict:

@@ -23,6 +23,7 @@ from tests.integration.harness import (
     produce_events,
     wait_for,
 )
+from tests.integration.stories import cart_story, order_story, ticket_story
 from tests.oracle import survey_expectations
 
 pytestmark = pytest.mark.integration
@@ -238,8 +239,23 @@ def test_exposition_passes_promtool(broker, tmp_path):
     pipeline = Pipeline(broker.bootstrap)
     try:
         worker = pipeline.start_worker(tmp_path)
-        produce_events(broker.bootstrap, pipeline.prefix, mixed_surveys(time.time()))
-        wait_for(lambda: "cx_nps_score{" in worker.metrics_text(), 60, "survey metrics")
+        now = time.time()
+        orders_first, carts = cart_story(now)
+        every_family = (
+            mixed_surveys(now) + ticket_story(now) + order_story(now) + orders_first + carts
+        )
+        produce_events(broker.bootstrap, pipeline.prefix, every_family)
+        families = (
+            "cx_nps_score{",
+            "cx_ttr_seconds{",
+            "cx_carts{",
+            "cx_ticket_resolution_seconds_bucket{",
+            "cx_delivery_on_time_ratio{",
+            "cx_checkout_abandoned{",
+        )
+        wait_for(
+            lambda: all(f in worker.metrics_text() for f in families), 60, "every metric family"
+        )
         checked = subprocess.run(
             [promtool, "check", "metrics"],
             input=worker.metrics_text().encode(),
