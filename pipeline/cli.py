@@ -239,7 +239,7 @@ def demo(
     live_view: Annotated[bool, typer.Option("--live/--no-live", help="Terminal dashboard.")] = True,
     history: Annotated[
         float, typer.Option(help="Seconds of past traffic produced first, so windows start filled.")
-    ] = 1800.0,
+    ] = 7200.0,
 ) -> None:
     """Broker + worker + simulator in one command, with a live terminal view."""
     from pipeline.demo import run_demo
@@ -251,7 +251,12 @@ def demo(
         async with AsyncExitStack() as stack:
             live = await with_broker(stack, settings)
             await run_demo(
-                live, rate=rate, duration=duration, ttr_spike=ttr_spike, live_view=live_view
+                live,
+                rate=rate,
+                duration=duration,
+                ttr_spike=ttr_spike,
+                live_view=live_view,
+                history=history,
             )
 
     run_async(main())

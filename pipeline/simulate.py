@@ -221,17 +221,21 @@ class SimEvent:
 
 @dataclass(frozen=True, slots=True)
 class TtrSpike:
-    """Resolutions observed in ``[start, start + duration]`` take ``factor`` x longer.
+    """Tickets resolved in ``[start, start + duration]`` took ``factor`` x their normal TTR.
 
-    Semantics (see ``ShopSimulator._resolution_time``): a ticket whose TTR is d normally resolves
-    at ``opened + d``. If ``opened + factor*d`` falls inside the spike it resolves there instead,
-    so *every* first resolution observed during the spike has TTR = factor x a normal draw and the
-    p90 of any window inside the spike is factor x the normal p90. Tickets that would normally
-    have resolved inside the spike but whose slow resolution would fall after it are held and
-    resolved in a backlog drain just after the spike (within min(duration, 30 min)). The
-    simulator knows the spike in advance (it is a test fixture, not physics), so tickets opened
-    up to ``factor * TTR`` before the spike are affected: a visible spike needs that much
-    simulated history before it (e.g. ``run_live(history=...)``, or a small ``ttr_median``).
+    How (``ShopSimulator._plan_spike_tickets``): the tickets that resolve during the spike are
+    planned when the simulator is built. Their resolution times follow the normal ticket rate,
+    each gets a normal TTR draw d and is opened ``factor * d`` before its resolution, so the TTR
+    of *every* first resolution inside the spike is factor x a normal draw: the p90 (any
+    quantile) of any window inside the spike is ~factor x the normal one, while the resolution
+    rate stays normal. Normal tickets that would have resolved inside the spike are held and
+    resolved in a backlog drain right after it (within min(duration, 30 min)), so the spike is
+    followed by a burst of slightly-late resolutions, as after a real outage; slow TTRs also
+    lower the support surveys' scores. Before the spike nothing changes except that the slow
+    tickets are already open (the backlog grows). A slow ticket would have to open up to
+    ``factor * TTR`` before the spike; those before the simulator's ``start`` are dropped, so
+    the full effect needs that much simulated history (``run_live(history=...)`` or a smaller
+    ``ttr_median``); without history the spike resolves only young tickets and barely shows.
     """
 
     start: float
@@ -395,7 +399,7 @@ class ShopSimulator:
 
         # Root arrivals: shopping sessions and independent tickets, at rates that make the
         # expected events per second (follow-ups included) equal `rate`.
-        per_session = self._expected_events_per_session()
+        per_session, self._tickets_per_session = self._expected_per_session()
         self._session_rate = rate / per_session  # per second, before the diurnal multiplier
         self._root_rate = self._session_rate * (1 + _TICKETS_PER_SESSION)
         self._p_ticket_root = _TICKETS_PER_SESSION / (1 + _TICKETS_PER_SESSION)
@@ -410,6 +414,8 @@ class ShopSimulator:
         self._ts_date = self._ts_prefix = ""
         self._arrival_clock = float(start_ms + 1)  # events lie strictly after `start`
         self._schedule_next_arrival()
+        if ttr_spike is not None:
+            self._plan_spike_tickets(ttr_spike, start_ms)
 
     # --- public --------------------------------------------------------------------------------
     @property
@@ -525,8 +531,8 @@ class ShopSimulator:
         return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + f".{milli:03d}Z"
 
     # --- calibration ---------------------------------------------------------------------------
-    def _expected_events_per_session(self) -> float:
-        """Events one shopping session causes on average (its orders, tickets, surveys too)."""
+    def _expected_per_session(self) -> tuple[float, float]:
+        """Events and tickets one shopping session causes on average (follow-ups included)."""
         per_ticket = 1 + _P_REPLY + 1 + 2 * _P_REOPEN + _P_SUPPORT_SURVEY
         per_order = (
             1
@@ -538,6 +544,7 @@ class ShopSimulator:
         items = sum(n * w for n, w in zip(_ITEM_COUNTS, _ITEM_COUNT_WEIGHTS, strict=True))
         removals = _P_REMOVE * (1 - _ITEM_COUNT_WEIGHTS[0])
         total = 0.0
+        tickets = _TICKETS_PER_SESSION
         for channel, weight in self._channel_weights.items():
             p_checkout, *steps, p_place = _FUNNEL[channel]
             checkout_events, reach = 1.0, 1.0
@@ -547,7 +554,8 @@ class ShopSimulator:
             converted = p_checkout * reach * p_place
             orders = converted + (1 - converted) * _P_RECOVER
             total += weight * (p_checkout * checkout_events + orders * per_order)
-        return items + removals + total + _TICKETS_PER_SESSION * per_ticket
+            tickets += weight * orders * (1 - _P_CANCEL) * (1 - _P_ON_TIME) * _P_LATE_TICKET
+        return items + removals + total + _TICKETS_PER_SESSION * per_ticket, tickets
 
     # --- root arrivals -------------------------------------------------------------------------
     def _schedule_next_arrival(self) -> None:
@@ -753,7 +761,14 @@ class ShopSimulator:
         customer, priority = state
         self._open_ticket(t, customer, "delivery", priority)
 
-    def _open_ticket(self, t: int, customer: str, category: str | None, priority: str) -> None:
+    def _open_ticket(
+        self,
+        t: int,
+        customer: str,
+        category: str | None,
+        priority: str,
+        resolve_at: int | None = None,
+    ) -> None:
         rng = self._rng
         channels = self._ticket_channels
         channel = channels[
@@ -765,8 +780,10 @@ class ShopSimulator:
         if category is not None:
             value["category"] = category
         level = _PRIORITIES.index(priority)
-        ttr = max(math.exp(self._ttr_mu[level] + _TTR_SIGMA * rng.gauss(0.0, 1.0)), 30.0)
-        resolved = self._resolution_time(t, ttr)
+        if resolve_at is None:
+            resolved = self._resolution_time(t, self._draw_ttr(level))
+        else:
+            resolved = resolve_at
         if rng.random() < _P_REPLY:
             reply = self._lognormal(_REPLY_MEDIAN[channel] * (0.4 if level >= 2 else 1.0), 0.9)
             t_reply = t + int(reply * 1000)
@@ -780,19 +797,47 @@ class ShopSimulator:
             t, "tickets", ticket.ticket_id, event_type, "helpdesk", ticket.channel, ticket.customer
         )
 
+    def _draw_ttr(self, level: int) -> float:
+        """A normal time to resolution in seconds for a ticket of priority index ``level``."""
+        return max(math.exp(self._ttr_mu[level] + _TTR_SIGMA * self._rng.gauss(0.0, 1.0)), 30.0)
+
     def _resolution_time(self, opened: int, ttr: float) -> int:
-        """When a ticket with normal TTR ``ttr`` (s) resolves; see :class:`TtrSpike`."""
-        normal = opened + int(ttr * 1000)
+        """When a normal ticket resolves: after ``ttr`` s, or held to the drain after a spike."""
+        resolved = opened + int(ttr * 1000)
         spike = self.ttr_spike
-        if spike is None:
-            return normal
-        start, end = spike.start * 1000, spike.end * 1000
-        slow = opened + int(ttr * spike.factor * 1000)
-        if start <= slow <= end:
-            return slow
-        if start <= normal <= end:  # held during the spike, drained right after it
-            return int(end) + 1 + int(self._rng.uniform(0, min(spike.duration, 1800.0)) * 1000)
-        return normal
+        if spike is not None and spike.start * 1000 <= resolved <= spike.end * 1000:
+            drain = self._rng.uniform(0, min(spike.duration, 1800.0))
+            return math.floor((spike.end + drain) * 1000) + 1
+        return resolved
+
+    def _plan_spike_tickets(self, spike: TtrSpike, start_ms: int) -> None:
+        """Schedule the tickets that resolve during the spike; see :class:`TtrSpike`.
+
+        Their resolution times T follow the normal ticket rate (diurnal included) over the
+        spike; each gets a normal TTR draw d and opens at T - factor * d, so every TTR observed
+        in the spike is factor x a normal one. Opens before ``start`` cannot be emitted and are
+        dropped (not enough history: see TtrSpike).
+        """
+        rng = self._rng
+        peak = self._profile_max
+        rate_ms = self._session_rate * self._tickets_per_session * peak / 1000
+        clock, end = spike.start * 1000, spike.end * 1000
+        while True:
+            clock += rng.expovariate(rate_ms)
+            if clock > end:
+                return
+            if rng.random() * peak >= self._diurnal(clock):
+                continue
+            level = bisect_right(self._priority_cum, rng.random())
+            resolve_at = int(clock)
+            opened = resolve_at - int(self._draw_ttr(level) * spike.factor * 1000)
+            category = _CATEGORIES[bisect_right(self._category_cum, rng.random())]
+            if opened > start_ms:
+                self._at(opened, self._spike_ticket, (_PRIORITIES[level], category, resolve_at))
+
+    def _spike_ticket(self, t: int, state: tuple[str, str, int]) -> None:
+        priority, category, resolve_at = state
+        self._open_ticket(t, self._customer(), category, priority, resolve_at)
 
     def _reply(self, t: int, ticket: _Ticket) -> None:
         ticket.replied = True
