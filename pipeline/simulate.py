@@ -86,8 +86,8 @@ TICKET_CHANNEL_WEIGHTS: Mapping[str, float] = {
 """Support contacts come mostly through the service channels."""
 
 _RAW_PROFILE = (
-    0.55, 0.40, 0.32, 0.29, 0.29, 0.33, 0.45, 0.65, 0.85, 1.00, 1.10, 1.18,
-    1.22, 1.18, 1.12, 1.10, 1.14, 1.25, 1.42, 1.58, 1.66, 1.52, 1.20, 0.82,
+    0.60, 0.45, 0.35, 0.30, 0.30, 0.35, 0.50, 0.70, 0.90, 1.05, 1.15, 1.20,
+    1.25, 1.20, 1.15, 1.15, 1.20, 1.30, 1.45, 1.60, 1.60, 1.50, 1.25, 0.90,
 )  # fmt: skip
 DIURNAL_PROFILE: tuple[float, ...] = tuple(
     v * len(_RAW_PROFILE) / sum(_RAW_PROFILE) for v in _RAW_PROFILE

@@ -1,0 +1,165 @@
+"""A real pipeline worker as a subprocess (``python -m pipeline.cli worker``) and its /metrics.
+
+The benchmark reads the worker only from outside, as Prometheus would: ``cx_events_total`` (whole
+shop, every valid first-seen event, counted once its checkpoint reached the view) says how far
+the pipeline has got, and psutil gives the process's RSS and CPU time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+__all__ = ["MetricsSnapshot", "WorkerProcess", "free_port", "parse_metrics"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """The few numbers the benchmark needs from one scrape."""
+
+    events: float
+    """Sum of ``cx_events_total`` over all topics and event types."""
+    rejected: float
+    duplicates: float
+    assigned_partitions: float
+
+
+def parse_metrics(text: str) -> MetricsSnapshot:
+    """Sum the counters out of Prometheus text format (no full parser: this runs every 50 ms)."""
+    sums = {
+        "cx_events_total": 0.0,
+        "cx_events_rejected_total": 0.0,
+        "cx_events_duplicate_total": 0.0,
+        "cx_pipeline_assigned_partitions": 0.0,
+    }
+    for line in text.splitlines():
+        if not line.startswith("cx_"):
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in sums:
+            sums[name] += float(line.rsplit(" ", 1)[1])
+    return MetricsSnapshot(
+        events=sums["cx_events_total"],
+        rejected=sums["cx_events_rejected_total"],
+        duplicates=sums["cx_events_duplicate_total"],
+        assigned_partitions=sums["cx_pipeline_assigned_partitions"],
+    )
+
+
+class WorkerProcess:
+    """``python -m pipeline.cli worker`` with its own app id, on a free metrics port."""
+
+    def __init__(
+        self, *, bootstrap: str, prefix: str, app_id: str, log_path: Path, **settings: str
+    ) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self.env = {
+            **os.environ,
+            "CX_BOOTSTRAP_SERVERS": bootstrap,
+            "CX_TOPIC_PREFIX": prefix,
+            "CX_APP_ID": app_id,
+            "CX_METRICS_PORT": str(self.port),
+            "CX_SESSION_TIMEOUT": "1",
+            **{f"CX_{name.upper()}": value for name, value in settings.items()},
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.process: psutil.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pipeline.cli", "worker"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.process = psutil.Process(self.proc.pid)
+
+    def check_alive(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(
+                f"worker exited with {self.proc.returncode}; log {self.log_path}:\n{self.log_tail()}"
+            )
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def metrics_text(self, timeout: float = 5.0) -> str:
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=timeout) as response:
+            return response.read().decode()
+
+    def snapshot(self) -> MetricsSnapshot | None:
+        """The counters now, or None while /metrics does not answer yet."""
+        self.check_alive()
+        try:
+            return parse_metrics(self.metrics_text())
+        except OSError:
+            return None
+
+    def rss(self) -> int:
+        assert self.process is not None
+        return self.process.memory_info().rss
+
+    def cpu_seconds(self) -> float:
+        assert self.process is not None
+        times = self.process.cpu_times()
+        return times.user + times.system
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(timeout)
+
+    def wait_until(
+        self,
+        predicate: Callable[[MetricsSnapshot], object],
+        timeout: float,
+        what: str,
+        interval: float = 0.1,
+    ) -> object:
+        """Poll ``predicate(snapshot)`` until it returns something truthy; return that."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            snapshot = self.snapshot()
+            if snapshot is not None:
+                result = predicate(snapshot)
+                if result:
+                    return result
+            time.sleep(interval)
+        raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}:\n{self.log_tail()}")

@@ -1,0 +1,175 @@
+"""Replays, hostile input and privacy against a real worker on the real embedded broker."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import orjson
+import pytest
+
+from schemas import REJECT_REASONS
+from tests.integration.harness import (
+    Pipeline,
+    consume_all,
+    cx_samples,
+    produce,
+    produce_events,
+    wait_for,
+)
+from tests.integration.stories import cart_story, order_story, survey, ticket_story
+from tests.oracle import cart_expectations
+
+pytestmark = pytest.mark.integration
+
+WINDOWS = {"5m": 300.0, "1h": 3600.0, "24h": 86400.0}
+SECRET = "cust-SECRET-7f3a"  # must never show up in a label, a log line or an error detail
+
+
+def every_story(now: float) -> list[dict]:
+    orders_first, carts = cart_story(now)
+    surveys = [
+        {**survey(now - 30 * i, i % 11), "customer_id": SECRET, "comment": SECRET}
+        for i in range(30)
+    ]
+    return [*orders_first, *carts, *ticket_story(now), *order_story(now), *surveys]
+
+
+def cx_metrics(worker) -> dict:
+    samples = worker.samples()
+    return {
+        k: v
+        for k, v in samples.items()
+        if k[0].startswith("cx_") and not k[0].startswith(("cx_pipeline", "cx_events"))
+    }
+
+
+def test_replaying_every_event_changes_no_metric(broker, tmp_path):
+    pipeline = Pipeline(broker.bootstrap, extra_env={"CX_QUIET_PERIOD": "0.5"})
+    try:
+        worker = pipeline.start_worker(tmp_path)
+        events = every_story(time.time())
+        produce_events(broker.bootstrap, pipeline.prefix, events)
+        total = ("cx_events_total",)
+        wait_for(
+            lambda: sum(cx_samples(worker.samples(), total).values()) == len(events),
+            60,
+            "first pass counted",
+        )
+        carts = ("cx_carts", "cx_cart_abandonment_ratio", "cx_checkout_abandoned")
+        wait_for(
+            lambda: (
+                set(cx_samples(worker.samples(), carts))
+                == set(cart_expectations(events, time.time(), WINDOWS))
+            ),
+            30,
+            "every cart outcome decided",
+        )
+        before = cx_metrics(worker)
+        produce_events(broker.bootstrap, pipeline.prefix, events)  # the whole stream again
+        duplicates = ("cx_events_duplicate_total",)
+        wait_for(
+            lambda: sum(cx_samples(worker.samples(), duplicates).values()) == len(events),
+            60,
+            "replay seen",
+        )
+        time.sleep(1.0)  # let cart timers tick over the replay: nothing may change
+        after = cx_metrics(worker)
+        assert after.keys() == before.keys()
+        # windows slide with the clock between the two reads: compare counts exactly
+        for key, value in before.items():
+            if key[0] in (
+                "cx_carts",
+                "cx_orders",
+                "cx_refunds",
+                "cx_tickets_open",
+                "cx_tickets_resolved",
+            ):
+                assert after[key] == value, key
+    finally:
+        pipeline.stop()
+
+
+def garbage(rng: random.Random, now: float) -> list[tuple[bytes | None, bytes | None]]:
+    """Random and hand-picked hostile records (key, value) for the surveys topic."""
+    valid = orjson.dumps(survey(now - 10, 9))
+    records: list[tuple[bytes | None, bytes | None]] = []
+    for _ in range(200):
+        kind = rng.randrange(6)
+        if kind == 0:
+            value = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300)))
+        elif kind == 1:
+            value = valid[: rng.randrange(1, len(valid))]
+        elif kind == 2:
+            cut = rng.randrange(len(valid))
+            value = valid[:cut] + bytes([rng.randrange(128, 256)]) + valid[cut + 1 :]
+        elif kind == 3:
+            event = orjson.loads(valid)
+            field = rng.choice(list(event))
+            event[field] = rng.choice([None, 1e308, -1, "", [], {}, True, "x" * 300, "NaN", 10**30])
+            value = orjson.dumps(event)
+        elif kind == 4:
+            depth = rng.randrange(65, 200)
+            value = b'{"event_id": "deep", "x": ' + b"[" * depth + b"]" * depth + b"}"
+        else:
+            value = orjson.dumps(
+                {
+                    **orjson.loads(valid),
+                    "occurred_at": rng.choice(
+                        [
+                            "2026-01-01T00:00:00",
+                            "1999-01-01",
+                            "9999-12-31T23:59:59Z",
+                            "yesterday",
+                            1700000000,
+                        ]
+                    ),
+                }
+            )
+        records.append(
+            (rng.choice([None, b"", b"k", bytes(rng.randrange(256) for _ in range(8))]), value)
+        )
+    records.append((b"k", b"{" + b" " * 300_000 + b"}"))
+    return records
+
+
+def test_hostile_records_are_dead_lettered_unchanged_counted_and_secret_free(broker, tmp_path):
+    pipeline = Pipeline(broker.bootstrap)
+    try:
+        worker = pipeline.start_worker(tmp_path)
+        now = time.time()
+        topic = pipeline.prefix + "surveys"
+        bad = garbage(random.Random(5), now)
+        secret_bad = orjson.dumps(
+            {**survey(now, 9), "customer_id": 42, "comment": SECRET, "score": SECRET}
+        )
+        headers = [("h\x00", b"\xff\xfe"), ("", b""), ("x" * 300, b"y" * 300)]
+        produce(broker.bootstrap, [(topic, key, value) for key, value in bad], headers=headers)
+        produce(broker.bootstrap, [(topic, b"secret-key", secret_bad)])
+        good = [{**survey(now - 5, 10, "social"), "customer_id": SECRET}]
+        produce_events(broker.bootstrap, pipeline.prefix, good)  # still processed after the garbage
+
+        social = ("cx_nps_score", frozenset({"window": "5m", "channel": "social"}.items()))
+        wait_for(
+            lambda: worker.samples().get(social) == 100.0, 60, "the valid event after the garbage"
+        )
+        dead = consume_all(broker.bootstrap, pipeline.prefix + "dead-letter", len(bad) + 1)
+        values = sorted(r.value for r in dead)
+        assert values == sorted([v for _, v in bad] + [secret_bad]), "every bad record, unchanged"
+        samples = worker.samples()
+        rejected = {
+            dict(k[1])["reason"]: v
+            for k, v in samples.items()
+            if k[0] == "cx_events_rejected_total"
+        }
+        assert sum(rejected.values()) == len(bad) + 1
+        assert set(rejected) <= REJECT_REASONS
+        for record in dead:
+            found = dict(record.headers)
+            assert found["cx.error.reason"].decode() in REJECT_REASONS
+            assert SECRET.encode() not in found["cx.error.detail"]
+        assert SECRET not in worker.metrics_text()
+        assert SECRET not in worker.log_path.read_text(errors="replace")
+        assert worker.proc is not None and worker.proc.poll() is None
+    finally:
+        pipeline.stop()
