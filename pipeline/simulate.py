@@ -102,7 +102,6 @@ _P_REMOVE = 0.25  # sessions with >= 2 items that take one out again
 _CURRENCIES = ("EUR", "USD", "GBP")
 _CURRENCY_WEIGHTS = (0.82, 0.11, 0.07)
 _CATALOG_SIZE = 1500
-_CHECKOUT_STEPS = ("shipping", "payment", "review")
 # channel: (P(start checkout), P(shipping | started), P(payment | shipping),
 #           P(review | payment), P(order | review)); mobile leaks most, the store least.
 _FUNNEL: Mapping[str, tuple[float, float, float, float, float]] = {
@@ -137,8 +136,14 @@ _KEY_FIELD = {
 _ADD, _REMOVE, _CHECKOUT, _SHIPPING, _PAYMENT, _REVIEW = range(6)
 _STEP_NAME = {_SHIPPING: "shipping", _PAYMENT: "payment", _REVIEW: "review"}
 # median seconds before a cart action of this kind (log-normal, sigma 0.8)
-_GAP_MEDIAN = {_ADD: 35.0, _REMOVE: 25.0, _CHECKOUT: 60.0, _SHIPPING: 45.0, _PAYMENT: 40.0}
-_GAP_MEDIAN[_REVIEW] = 25.0
+_GAP_MEDIAN = {
+    _ADD: 35.0,
+    _REMOVE: 25.0,
+    _CHECKOUT: 60.0,
+    _SHIPPING: 45.0,
+    _PAYMENT: 40.0,
+    _REVIEW: 25.0,
+}
 
 # --- orders ------------------------------------------------------------------------------------
 _P_CANCEL = 0.01  # refunded before shipping (and never shipped)
@@ -196,14 +201,15 @@ _COMMENTS = (
 
 
 def _cumulative(weights: Iterable[float]) -> list[float]:
-    return list(itertools.accumulate(weights))
+    """Normalised cumulative weights ending in exactly 1.0, so that
+    ``bisect_right(cum, random())`` is always a valid index."""
+    cumulative = list(itertools.accumulate(weights))
+    return [c / cumulative[-1] for c in cumulative[:-1]] + [1.0]
 
 
 def _score_thresholds(probabilities: Sequence[float]) -> list[float]:
     """Latent-z cut points so that z ~ N(0, 1) yields the given score distribution."""
-    cumulative = _cumulative(probabilities)
-    total = cumulative[-1]
-    return [NormalDist().inv_cdf(c / total) for c in cumulative[:-1]]
+    return [NormalDist().inv_cdf(c) for c in _cumulative(probabilities)[:-1]]
 
 
 _THRESHOLDS = {kind: _score_thresholds(dist[1]) for kind, dist in _SCORE_DISTRIBUTIONS.items()}
@@ -439,8 +445,8 @@ class ShopSimulator:
         self._out = out
         heap = self._heap
         pop = heapq.heappop
-        # Generation allocates many small acyclic objects and frees nothing cyclic, so the
-        # cyclic GC would only rescan them (~25 % of the time); it is paused for the batch.
+        # Generation allocates many small objects and creates no garbage cycles, so the cyclic
+        # GC would only rescan live state (~25 % of the time); it is paused for the batch.
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
@@ -588,11 +594,9 @@ class ShopSimulator:
     # --- carts ---------------------------------------------------------------------------------
     def _start_session(self, t: int) -> None:
         random = self._rng.random
-        channel = self._channels[
-            min(bisect_right(self._channel_cum, random()), len(self._channels) - 1)
-        ]
+        channel = self._channels[bisect_right(self._channel_cum, random())]
         currency = _CURRENCIES[bisect_right(self._currency_cum, random())]
-        n = _ITEM_COUNTS[min(bisect_right(self._items_cum, random()), 4)]
+        n = _ITEM_COUNTS[bisect_right(self._items_cum, random())]
         plan = [_ADD] * n
         if n >= 2 and random() < _P_REMOVE:
             plan.insert(2 + int(random() * (n - 1)), _REMOVE)
@@ -770,10 +774,7 @@ class ShopSimulator:
         resolve_at: int | None = None,
     ) -> None:
         rng = self._rng
-        channels = self._ticket_channels
-        channel = channels[
-            min(bisect_right(self._ticket_channel_cum, rng.random()), len(channels) - 1)
-        ]
+        channel = self._ticket_channels[bisect_right(self._ticket_channel_cum, rng.random())]
         ticket = _Ticket("tkt_" + self._hex(64), customer, channel, t)
         value = self._ticket_event(t, ticket, "ticket.opened")
         value["priority"] = priority
@@ -873,10 +874,10 @@ class ShopSimulator:
         kind = _SURVEY_KINDS[bisect_right(self._survey_cum, rng.random())]
         z = rng.gauss(shift, 1.0)
         score = _SCORE_DISTRIBUTIONS[kind][0][bisect_right(_THRESHOLDS[kind], z)]
+        response_id = "rsp_" + self._hex(64)
         value = self._event(
-            t, "surveys", "rsp_" + self._hex(64), "survey.submitted", "survey-tool", channel,
-            customer,
-        )  # fmt: skip
+            t, "surveys", response_id, "survey.submitted", "survey-tool", channel, customer
+        )
         value["survey"] = kind
         value["score"] = score
         value["touchpoint"] = touchpoint

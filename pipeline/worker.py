@@ -120,6 +120,7 @@ class Worker:
         self._topics = source_topic_names(self.settings)
         self._checkpoint_topic = checkpoint_topic(self.settings)
         self._checkpoint_partitions = self.settings.source_partitions
+        self._outbox = _Outbox()
         self.server = MetricsServer(
             self.settings, self.view, self.health, self.clock, lambda: self.view_ready
         )
@@ -241,72 +242,105 @@ class Worker:
             await consumer.stop()
 
     async def _flush(self, tps: list[TopicPartition], now: float) -> None:
-        """Dead letters first, then checkpoints, then the (advisory) consumer offsets.
+        """Cut one checkpoint per partition that progressed, then deliver the outbox.
 
-        A crash between steps replays from the last checkpoint: dead letters may repeat, metrics
-        never do, because the checkpoint is the single record that makes a range count.
+        Nothing new is cut while an earlier outbox is undelivered (a broker outage): records
+        keep accumulating in the processors and their next checkpoint covers them, so each
+        partition has at most one checkpoint in flight and their order cannot change.
         """
+        if self._outbox and not await self._deliver():
+            return
         checkpoints: list[Checkpoint] = []
-        sends = []
         for tp in tps:
             processor = self.processors[tp]
             processor.tick(now)
             for rejection in processor.rejected:
-                sends.append(
-                    await self.producer.send(
+                self._outbox.before.append(
+                    _Record(
                         self.settings.topic(DEAD_LETTER),
-                        value=rejection.value,
-                        key=rejection.key,
-                        headers=dead_letter_headers(tp.topic, tp.partition, rejection),
+                        rejection.value,
+                        rejection.key,
+                        None,
+                        dead_letter_headers(tp.topic, tp.partition, rejection),
                     )
                 )
             self.health.dead_letters.inc(len(processor.rejected))
             processor.rejected.clear()
             for cart_id, time_, order_id in processor.take_links():
-                sends.append(
-                    await self.producer.send(
+                self._outbox.before.append(
+                    _Record(
                         self._link_topic,
-                        value=encode_link(time_, order_id),
-                        key=cart_id.encode(),
-                        partition=link_partition(cart_id, self._link_partitions),
+                        encode_link(time_, order_id),
+                        cart_id.encode(),
+                        link_partition(cart_id, self._link_partitions),
                     )
                 )
             checkpoint = processor.take_checkpoint(now)
             if checkpoint is not None:
                 checkpoints.append(checkpoint)
-        if sends:
-            await asyncio.gather(*sends)
-        if not checkpoints:
-            return
-        await asyncio.gather(
-            *[
-                await self.producer.send(
-                    self._checkpoint_topic,
-                    value=checkpoint.encode(),
-                    key=checkpoint.key(),
-                    partition=checkpoint_partition(
-                        checkpoint.topic, checkpoint.partition, self._checkpoint_partitions
-                    ),
+        self._outbox.checkpoints.extend(checkpoints)
+        await self._deliver()
+
+    async def _deliver(self) -> bool:
+        """Send the outbox: dead letters and links, then checkpoints, then commit offsets.
+
+        A crash between steps replays from the last checkpoint: dead letters may repeat, metrics
+        never do, because the checkpoint is the single record that makes a range count. On a
+        send failure everything undelivered stays in the outbox for the next attempt (the
+        ledger makes a checkpoint delivered twice count once).
+        """
+        outbox = self._outbox
+        try:
+            if outbox.before:
+                await self._send_all(outbox.before)
+                outbox.before = []
+            if outbox.checkpoints:
+                await self._send_all(
+                    [
+                        _Record(
+                            self._checkpoint_topic,
+                            c.encode(),
+                            c.key(),
+                            checkpoint_partition(c.topic, c.partition, self._checkpoint_partitions),
+                        )
+                        for c in outbox.checkpoints
+                    ]
                 )
-                for checkpoint in checkpoints
-            ]
-        )
-        self.health.checkpoints.inc(len(checkpoints))
+        except KafkaError as error:
+            self.health.broker_connected.set(0)
+            log.warning("delivery failed (%s); retrying with the next flush", type(error).__name__)
+            return False
+        delivered, outbox.checkpoints = outbox.checkpoints, []
+        self.health.checkpoints.inc(len(delivered))
         offsets = {
-            TopicPartition(c.topic, c.partition): c.next_offset
-            for c in checkpoints
-            if c.next_offset
+            TopicPartition(c.topic, c.partition): c.next_offset for c in delivered if c.next_offset
         }
         if offsets:
             try:
                 await self.consumer.commit(offsets)
             except KafkaError as error:  # advisory only: checkpoints decide where we resume
                 log.warning("offset commit failed (%s); checkpoints stay authoritative", error)
+        return True
+
+    async def _send_all(self, records: list[_Record]) -> None:
+        futures = [
+            await self.producer.send(
+                r.topic, value=r.value, key=r.key, partition=r.partition, headers=r.headers
+            )
+            for r in records
+        ]
+        await asyncio.gather(*futures)
+
+    async def _drain_outbox(self) -> None:
+        """Before partitions change hands, everything cut so far must be in the log."""
+        while self._outbox and not await self._deliver():
+            await asyncio.sleep(1.0)
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._lock:
             mine = [tp for tp in revoked if tp in self.processors]
             await self._flush(mine, self.clock())
+            await self._drain_outbox()
             for tp in mine:
                 del self.processors[tp]
             self._assign_links()
@@ -314,6 +348,7 @@ class Worker:
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self._lock:
+            await self._drain_outbox()  # recovery must read our own last checkpoints
             new = [tp for tp in assigned if tp not in self.processors]
             started = time.monotonic()
             recovered = await self._recover(new)
@@ -435,6 +470,26 @@ class Worker:
 
 class _Stopped(Exception):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    topic: str
+    value: bytes | None
+    key: bytes | None
+    partition: int | None = None
+    headers: list[tuple[str, bytes]] | None = None
+
+
+@dataclass
+class _Outbox:
+    """What a flush must deliver: dead letters and links first, then checkpoints."""
+
+    before: list[_Record] = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.before or self.checkpoints)
 
 
 class _Rebalance(ConsumerRebalanceListener):

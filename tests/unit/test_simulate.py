@@ -148,7 +148,9 @@ def test_long_run_has_every_event_type_and_they_validate(long_run: list[SimEvent
     assert set(by_type) == ALL_EVENT_TYPES
     for events in by_type.values():
         for event in events[:500] + events[-500:]:
-            decode_record(event.topic, event.key.encode(), orjson.dumps(event.value), now=event.time)
+            decode_record(
+                event.topic, event.key.encode(), orjson.dumps(event.value), now=event.time
+            )
     assert len({e.value["event_id"] for e in long_run}) == len(long_run)
 
 
@@ -320,7 +322,9 @@ def test_rate_and_day_night_cycle(long_run: list[SimEvent]) -> None:
     assert max(DIURNAL_PROFILE) == pytest.approx(1.6, abs=0.1)
     last_day = [e for e in long_run if e.time > MIDNIGHT + (LONG_RUN_DAYS - 1) * DAY]
     assert len(last_day) / DAY == pytest.approx(2.0, rel=0.08)  # follow-ups in steady state
-    by_hour = Counter(int((e.time - MIDNIGHT) % DAY // HOUR) for e in long_run[len(long_run) // 3 :])
+    by_hour = Counter(
+        int((e.time - MIDNIGHT) % DAY // HOUR) for e in long_run[len(long_run) // 3 :]
+    )
     evening = sum(by_hour[h] for h in (19, 20, 21))
     night = sum(by_hour[h] for h in (2, 3, 4))
     assert evening > 2.5 * night
@@ -331,7 +335,7 @@ def test_ttr_is_log_normal_around_the_configured_median(long_run: list[SimEvent]
     median = statistics.median(ttrs)
     assert 0.6 * 2 * HOUR <= median <= 1.4 * 2 * HOUR
     assert 2.5 <= _p90(ttrs) / median <= 5
-    fast = ShopSimulator(rate=20, seed=5, start=MIDNIGHT, ttr_median=300)
+    fast = ShopSimulator(rate=5, seed=5, start=MIDNIGHT, ttr_median=300)
     fast_ttrs = [ttr for _, ttr in _ttr_observations(fast.events_until(MIDNIGHT + 12 * HOUR))]
     assert 200 <= statistics.median(fast_ttrs) <= 450
 
@@ -381,7 +385,7 @@ def test_memory_stays_bounded() -> None:
 def test_generation_speed() -> None:
     simulator = ShopSimulator(rate=200, seed=1, start=MIDNIGHT + 12 * HOUR)
     started = time.process_time()
-    count = sum(len(simulator.events_until(MIDNIGHT + 12 * HOUR + m * 60)) for m in range(1, 31))
+    count = sum(len(simulator.events_until(MIDNIGHT + 12 * HOUR + m * 60)) for m in range(1, 16))
     rate = count / (time.process_time() - started)
     print(f"\nsimulator: {count} events at {rate:,.0f} events/s (CPU time)")
     assert rate > 5_000  # loose: shared CI machines; ~50-80k/s on a quiet core
@@ -404,7 +408,8 @@ def test_parse_ttr_spike(text: str, offset: float, duration: float, factor: floa
 
 
 @pytest.mark.parametrize(
-    "text", ["", "x", "10m:", "10m:x", "10m:1x", "10m:0.5x", "0s", "-5m", "+-1m,5m", "2m,10m", "+2m,"]
+    "text",
+    ["", "x", "10m:", "10m:x", "10m:1x", "10m:0.5x", "0s", "-5m", "+-1m,5m", "2m,10m", "+2m,"],
 )
 def test_parse_ttr_spike_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="TTR spike"):

