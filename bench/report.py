@@ -150,6 +150,11 @@ def markdown_table(results: dict[str, Any]) -> str:
         if naive["events"] < p["events"]
         else f"all {naive['events']:,} events"
     )
+    load = (
+        f"{_rate(lat['target_events_per_s'])} events/s"
+        if p["latency_rate_fixed"]
+        else f"{p['latency_load']:.0%} of the pipeline's rate"
+    )
     rows = [
         ("stage", "events/s", "notes"),
         ("---", "---:", "---"),
@@ -177,11 +182,11 @@ def markdown_table(results: dict[str, Any]) -> str:
         ),
         ("pipeline / naive", f"{ratios['pipeline_vs_naive']:.1f}×", ""),
         (
-            f"latency at {p['latency_load']:.0%} load, p50 / p99",
+            f"latency at {load}, p50 / p99",
             f"{lat['p50_ms']:.0f} / {lat['p99_ms']:.0f} ms",
             f"{_rate(lat['events_per_s'])} events/s for {lat['seconds']:.0f} s, "
-            f"produce → counted in /metrics (flush interval {p['flush_interval']} s, "
-            f"poll {lat['poll_ms']:.0f} ms)",
+            f"send → counted in /metrics (flush interval {p['flush_interval']:g} s, "
+            f"poll {lat['poll_ms']:.0f} ms, {pipe['scrape_cpu_ms']:.0f} ms worker CPU/scrape)",
         ),
         (
             f"worker RSS after {p['events']:,} events",

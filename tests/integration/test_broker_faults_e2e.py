@@ -84,7 +84,7 @@ def test_demo_exits_non_zero_when_its_embedded_broker_dies(tmp_path):
             "--history",
             "0",
             "--metrics-port",
-            str(free_port()),
+            str(port),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
