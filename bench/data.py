@@ -154,7 +154,9 @@ async def send_records(
         batch = producer.create_batch()
         for record in part:
             if batch.append(key=record.key, value=record.value, timestamp=None) is None:
-                futures.append(await producer.send_batch(batch, prefix + topic, partition=partition))
+                futures.append(
+                    await producer.send_batch(batch, prefix + topic, partition=partition)
+                )
                 batch = producer.create_batch()
                 if batch.append(key=record.key, value=record.value, timestamp=None) is None:
                     raise ValueError(f"a record of {len(record.value)} bytes fits no batch")

@@ -2,8 +2,10 @@
 
 ``py-spy record --format raw --function --nonblocking`` samples the worker without pausing it and
 writes collapsed stacks (one ``frame;frame;... count`` line per distinct stack, loadable in
-speedscope or flamegraph.pl). :func:`summarise` turns them into the hot spots: self time per
-function, inclusive time per function and self time per source file. Idle time (the event loop
+speedscope or flamegraph.pl). :func:`summarise` turns them into the hot spots: time per asyncio
+task (``Worker._run_ingest``, ``Worker._run_view``, aiokafka's fetcher, ...) and per call inside
+it, self time per function, inclusive time per function (without the trunk every sample shares)
+and self time per source file. Idle time (the event loop
 waiting in ``epoll``) is not sampled, so percentages are of the busy time; ``busy`` is the
 share of wall time the worker was on CPU according to the sample count.
 """
@@ -95,11 +97,22 @@ def _short(frame: str) -> tuple[str, str]:
     return f"{match['function']} ({file})", file
 
 
+def _task_and_step(names: list[str]) -> tuple[str, str]:
+    """The asyncio task (coroutine or callback the loop ran) and the call it was in."""
+    run = max((i for i, name in enumerate(names) if name.startswith("Handle._run ")), default=-1)
+    rest = names[run + 1 :] or ["(event loop)"]
+    task = rest[0].split(" (", 1)[0]
+    step = rest[1].split(" (", 1)[0] if len(rest) > 1 else "(self)"
+    return task, step
+
+
 def summarise(raw: str, *, seconds: float, rate: int, top: int = 15) -> dict[str, object]:
     """Hot spots of collapsed stacks: self and inclusive share per function, self per file."""
     self_time: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     per_file: Counter[str] = Counter()
+    per_task: Counter[str] = Counter()
+    per_step: Counter[str] = Counter()
     total = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -115,8 +128,12 @@ def summarise(raw: str, *, seconds: float, rate: int, top: int = 15) -> dict[str
         leaf, leaf_file = frames[-1]
         self_time[leaf] += count
         per_file[leaf_file] += count
-        for name in {name for name, _ in frames}:
+        names = [name for name, _ in frames]
+        for name in set(names):
             inclusive[name] += count
+        task, step = _task_and_step(names)
+        per_task[task] += count
+        per_step[f"{task} > {step}"] += count
 
     def share(counter: Counter[str]) -> list[dict[str, object]]:
         return [
@@ -124,11 +141,16 @@ def summarise(raw: str, *, seconds: float, rate: int, top: int = 15) -> dict[str
             for name, count in counter.most_common(top)
         ]
 
+    trunk = {name for name, count in inclusive.items() if count >= 0.9 * total}
+    for name in trunk:  # interpreter, CLI and event-loop frames under everything
+        del inclusive[name]
     return {
         "samples": total,
         "seconds": round(seconds, 2),
         "rate_hz": rate,
         "busy": round(total / (seconds * rate), 3) if seconds > 0 else 0.0,
+        "by_task": share(per_task) if total else [],
+        "by_task_step": share(per_step) if total else [],
         "self": share(self_time) if total else [],
         "inclusive": share(inclusive) if total else [],
         "self_by_file": share(per_file) if total else [],

@@ -96,6 +96,9 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    thousands = FuncFormatter(lambda value, _: f"{value / 1000:g}k" if value else "0")
 
     stages = [
         ("aiokafka\nconsume only", results["raw_consume"]["events_per_s"], "#9e9e9e"),
@@ -109,6 +112,7 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     drawn = bars.bar(names, values, color=[color for _, _, color in stages])
     bars.bar_label(drawn, labels=[_rate(v) for v in values], padding=2)
     bars.set_ylabel("events/s")
+    bars.yaxis.set_major_formatter(thousands)
     bars.set_title(f"Throughput, {results['parameters']['events']:,} events", fontsize=10)
     bars.margins(y=0.15)
     bars.tick_params(axis="x", labelsize=8)
@@ -118,6 +122,7 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     marks = results["memory"]["rss_by_progress"]
     memory.scatter([p["events"] for p in marks], [p["rss_mb"] for p in marks], color="#1b5e20")
     memory.set_xlabel("events counted")
+    memory.xaxis.set_major_formatter(thousands)
     memory.set_ylabel("worker RSS (MB)")
     memory.set_ylim(bottom=0)
     memory.set_title("Worker memory during the drain", fontsize=10)
@@ -173,6 +178,13 @@ def markdown_table(results: dict[str, Any]) -> str:
             _rate(pipe["events_per_s"]),
             f"first count → all {p['events']:,} counted; {_rate(pipe['events_per_s_from_start'])}/s "
             f"incl. {pipe['startup_seconds']:.1f} s start + group join",
+        ),
+        (
+            "",
+            "",
+            f"CPU during the drain: worker {pipe['worker_cpu_utilisation']:.2f}, broker "
+            f"{pipe.get('broker_busy_cores', 0):.2f}, harness {pipe.get('harness_busy_cores', 0):.2f},"
+            f" other processes {pipe.get('other_busy_cores', 0):.2f} cores",
         ),
         ("**naive Faust agent** + `decode_record`", _rate(naive["events_per_s"]), naive_note),
         (

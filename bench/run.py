@@ -12,6 +12,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,162 +129,187 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 @contextlib.contextmanager
-def _broker(bootstrap: str | None, log_dir: Path) -> Iterator[str]:
+def _broker(bootstrap: str | None, log_dir: Path) -> Iterator[tuple[str, int | None]]:
+    """(bootstrap, pid of the embedded broker or None for an external one)."""
     if bootstrap:
-        yield bootstrap
+        yield bootstrap, None
         return
     from pipeline.broker import EmbeddedBroker
 
     with EmbeddedBroker(log_path=log_dir / "tansu.log") as broker:
-        yield broker.bootstrap
+        yield broker.bootstrap, broker.pid
 
 
 def _say(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+@dataclass
+class _Run:
+    """What the stages share: options, broker, topic prefix, logs."""
+
+    args: argparse.Namespace
+    bootstrap: str
+    prefix: str
+    tag: str
+    log_dir: Path
+    broker_pid: int | None
+
+    @property
+    def partitions(self) -> int:
+        return self.args.partitions
+
+
+def _prefill(run: _Run) -> dict[str, Any]:
+    args = run.args
+    _say(f"generating {args.events:,} events from {args.history} of simulated traffic")
+    began = time.perf_counter()
+    events = realistic_events(
+        args.events, seed=args.seed, history=args.history_seconds, now=time.time()
+    )
+    records = encode_events(events, run.partitions)
+    figures: dict[str, Any] = {
+        "events": len(records),
+        "generate_seconds": time.perf_counter() - began,
+        "bytes_mean": sum(len(r.value) for r in records) / len(records),
+        **mix_of(events),
+    }
+    asyncio.run(create_source_topics(run.bootstrap, run.prefix, run.partitions))
+    _say(f"producing {len(records):,} records to {run.prefix}{{{','.join(SOURCE_TOPICS)}}}")
+    seconds = asyncio.run(produce_records(run.bootstrap, run.prefix, records))
+    return figures | {"produce_seconds": seconds, "produce_events_per_s": len(records) / seconds}
+
+
+def _raw(run: _Run, *, validate: bool) -> dict[str, float]:
+    return asyncio.run(
+        raw_ceiling(run.bootstrap, run.prefix, run.args.events, validate=validate, timeout=300)
+    )
+
+
+def _worker_stages(run: _Run, flush_interval: float | None) -> dict[str, Any]:
+    """Pipeline drain, scrape cost, latency and memory, all on one worker process."""
+    args = run.args
+    settings = {} if flush_interval is None else {"flush_interval": str(flush_interval)}
+    worker = WorkerProcess(
+        bootstrap=run.bootstrap,
+        prefix=run.prefix,
+        app_id=f"bench-{run.tag}",
+        log_path=run.log_dir / "worker.log",
+        source_partitions=str(run.partitions),
+        **settings,
+    )
+    profiler = Profiler(args.profile_path) if args.profile else None
+    results: dict[str, Any] = {}
+    try:
+        _say("pipeline: a fresh worker drains the topics from the beginning")
+        pipeline, samples = drain_pipeline(
+            worker,
+            args.events,
+            partitions=run.partitions * len(SOURCE_TOPICS),
+            timeout=max(120.0, args.events / 1000),
+            profiler=profiler,
+            broker_pid=run.broker_pid,
+        )
+        results["pipeline"] = pipeline
+        _say(
+            f"  pipeline {pipeline['events_per_s']:,.0f} events/s "
+            f"(startup {pipeline['startup_seconds']:.1f} s)"
+        )
+        pipeline |= scrape_cost(worker)
+        rss_after_drain = worker.rss()
+        rate = args.latency_rate or args.latency_load * pipeline["events_per_s"]
+        latency_events = realistic_events(
+            int(rate * args.latency_seconds) + 1,
+            seed=args.seed + 1,
+            history=args.history_seconds,
+            now=time.time(),
+        )
+        _say(f"latency: {rate:,.0f} events/s for {args.latency_seconds:g} s")
+        latency = asyncio.run(
+            measure_latency(
+                worker,
+                bootstrap=run.bootstrap,
+                prefix=run.prefix,
+                events=latency_events,
+                rate=rate,
+                seconds=args.latency_seconds,
+                partitions=run.partitions,
+                poll=args.latency_poll,
+            )
+        )
+        results["latency"] = latency
+        _say(f"  p50 {latency['p50_ms']:.0f} ms, p99 {latency['p99_ms']:.0f} ms")
+        rss_after_latency = worker.rss()
+    finally:
+        worker.stop()
+    step = max(1, len(samples) // 200)
+    results["memory"] = {
+        "rss_after_drain_mb": rss_after_drain / MB,
+        "rss_after_latency_mb": rss_after_latency / MB,
+        "events_after_latency": args.events + latency["events"],
+        "rss_first_sample_mb": samples[0].rss / MB,
+        "rss_by_progress": rss_by_progress(samples, args.events),
+        "rss_curve": [
+            {"seconds": round(s.seconds, 2), "events": s.events, "rss_mb": round(s.rss / MB, 1)}
+            for s in samples[::step]
+        ],
+    }
+    if profiler is not None:
+        results["profile"] = {"raw_file": args.profile_path.name, **(profiler.summary or {})}
+    return results
+
+
+def _naive(run: _Run) -> dict[str, float]:
+    count = min(run.args.naive_events, run.args.events)
+    _say(f"naive baseline: a Faust agent validating {count:,} events")
+    naive = run_naive(
+        bootstrap=run.bootstrap,
+        prefix=run.prefix,
+        app_id=f"bench-naive-{run.tag}",
+        count=count,
+        timeout=max(90.0, count / 500),
+        log_path=run.log_dir / "faust.log",
+    )
+    naive["extrapolated_seconds_for_all"] = run.args.events / naive["events_per_s"]
+    _say(f"  naive {naive['events_per_s']:,.0f} events/s")
+    return naive
+
+
 def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     """Every stage in order; returns the results document (without writing anything)."""
     from pipeline.settings import Settings
 
-    tag = uuid.uuid4().hex[:8]
-    prefix = f"bench{tag}."
-    partitions = args.partitions
-    flush_interval = args.flush_interval or Settings().flush_interval
-    machine = machine_info()
     began = time.perf_counter()
-    results: dict[str, Any] = {"machine": machine}
-
-    _say(f"generating {args.events:,} events from {args.history} of simulated traffic")
-    t = time.perf_counter()
-    events = realistic_events(args.events, seed=args.seed, history=args.history_seconds, now=time.time())
-    records = encode_events(events, partitions)
-    prefill: dict[str, Any] = {
-        "events": len(records),
-        "generate_seconds": time.perf_counter() - t,
-        "bytes_mean": sum(len(r.value) for r in records) / len(records),
-        **mix_of(events),
-    }
-    del events
-
-    with _broker(args.bootstrap, log_dir) as bootstrap:
-        asyncio.run(create_source_topics(bootstrap, prefix, partitions))
-        _say(f"producing {len(records):,} records to {prefix}{{{','.join(SOURCE_TOPICS)}}}")
-        seconds = asyncio.run(produce_records(bootstrap, prefix, records))
-        prefill |= {"produce_seconds": seconds, "produce_events_per_s": len(records) / seconds}
-        results["prefill"] = prefill
-        del records
-
+    results: dict[str, Any] = {"machine": machine_info()}
+    tag = uuid.uuid4().hex[:8]
+    with _broker(args.bootstrap, log_dir) as (bootstrap, broker_pid):
+        stages = _Run(args, bootstrap, f"bench{tag}.", tag, log_dir, broker_pid)
+        results["prefill"] = _prefill(stages)
         _say("raw ceiling: aiokafka consume only, then consume + decode_record")
-        results["raw_consume"] = asyncio.run(
-            raw_ceiling(bootstrap, prefix, args.events, validate=False, timeout=120)
-        )
-        results["raw_ceiling"] = asyncio.run(
-            raw_ceiling(bootstrap, prefix, args.events, validate=True, timeout=300)
-        )
-        _say(f"  ceiling {results['raw_ceiling']['events_per_s']:,.0f} events/s")
-
-        settings = {} if args.flush_interval is None else {"flush_interval": str(flush_interval)}
-        worker = WorkerProcess(
-            bootstrap=bootstrap,
-            prefix=prefix,
-            app_id=f"bench-{tag}",
-            log_path=log_dir / "worker.log",
-            source_partitions=str(partitions),
-            **settings,
-        )
-        profiler = Profiler(args.profile_path) if args.profile else None
-        try:
-            _say("pipeline: a fresh worker drains the topics from the beginning")
-            pipeline, samples = drain_pipeline(
-                worker,
-                args.events,
-                partitions=partitions * len(SOURCE_TOPICS),
-                timeout=max(120.0, args.events / 1000),
-                profiler=profiler,
-            )
-            results["pipeline"] = pipeline
-            _say(
-                f"  pipeline {pipeline['events_per_s']:,.0f} events/s "
-                f"(startup {pipeline['startup_seconds']:.1f} s)"
-            )
-            pipeline |= scrape_cost(worker)
-            rss_after_drain = worker.rss()
-            rate = args.latency_rate or args.latency_load * pipeline["events_per_s"]
-            latency_events = realistic_events(
-                int(rate * args.latency_seconds) + 1,
-                seed=args.seed + 1,
-                history=args.history_seconds,
-                now=time.time(),
-            )
-            _say(f"latency: {rate:,.0f} events/s for {args.latency_seconds:g} s")
-            results["latency"] = asyncio.run(
-                measure_latency(
-                    worker,
-                    bootstrap=bootstrap,
-                    prefix=prefix,
-                    events=latency_events,
-                    rate=rate,
-                    seconds=args.latency_seconds,
-                    partitions=partitions,
-                    poll=args.latency_poll,
-                )
-            )
-            _say(
-                f"  p50 {results['latency']['p50_ms']:.0f} ms, "
-                f"p99 {results['latency']['p99_ms']:.0f} ms"
-            )
-            rss_after_latency = worker.rss()
-        finally:
-            worker.stop()
-        step = max(1, len(samples) // 200)
-        results["memory"] = {
-            "rss_after_drain_mb": rss_after_drain / MB,
-            "rss_after_latency_mb": rss_after_latency / MB,
-            "events_after_latency": args.events + results["latency"]["events"],
-            "rss_first_sample_mb": samples[0].rss / MB,
-            "rss_by_progress": rss_by_progress(samples, args.events),
-            "rss_curve": [
-                {"seconds": round(s.seconds, 2), "events": s.events, "rss_mb": round(s.rss / MB, 1)}
-                for s in samples[::step]
-            ],
-        }
-        if profiler is not None:
-            results["profile"] = {"raw_file": args.profile_path.name, **(profiler.summary or {})}
-
-        naive_count = min(args.naive_events, args.events)
-        _say(f"naive baseline: a Faust agent validating {naive_count:,} events")
-        naive = run_naive(
-            bootstrap=bootstrap,
-            prefix=prefix,
-            app_id=f"bench-naive-{tag}",
-            count=naive_count,
-            timeout=max(90.0, naive_count / 500),
-            log_path=log_dir / "faust.log",
-        )
-        naive["extrapolated_seconds_for_all"] = args.events / naive["events_per_s"]
-        results["naive"] = naive
-        _say(f"  naive {naive['events_per_s']:,.0f} events/s")
-
+        results["raw_consume"] = _raw(stages, validate=False)
+        results["raw_ceiling"] = ceiling = _raw(stages, validate=True)
+        _say(f"  ceiling {ceiling['events_per_s']:,.0f} events/s")
+        results |= _worker_stages(stages, args.flush_interval)
+        results["naive"] = naive = _naive(stages)
+    pipeline = results["pipeline"]["events_per_s"]
     results["ratios"] = {
-        "pipeline_vs_ceiling": results["pipeline"]["events_per_s"]
-        / results["raw_ceiling"]["events_per_s"],
-        "pipeline_vs_naive": results["pipeline"]["events_per_s"] / naive["events_per_s"],
-        "ceiling_vs_naive": results["raw_ceiling"]["events_per_s"] / naive["events_per_s"],
+        "pipeline_vs_ceiling": pipeline / ceiling["events_per_s"],
+        "pipeline_vs_naive": pipeline / naive["events_per_s"],
+        "ceiling_vs_naive": ceiling["events_per_s"] / naive["events_per_s"],
     }
-    machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["parameters"] = {
         "events": args.events,
-        "naive_events": naive_count,
+        "naive_events": naive["events"],
         "latency_seconds": args.latency_seconds,
         "latency_load": args.latency_load,
         "latency_rate": results["latency"]["target_events_per_s"],
         "latency_rate_fixed": args.latency_rate is not None,
-        "partitions": partitions,
+        "partitions": args.partitions,
         "topics": len(SOURCE_TOPICS),
         "history": format_duration(args.history_seconds),
         "seed": args.seed,
-        "flush_interval": flush_interval,
+        "flush_interval": args.flush_interval or Settings().flush_interval,
         "session_timeout": 1.0,
         "short": args.short,
         "profiled": args.profile,
@@ -315,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"logs in {log_dir}")
     else:
         shutil.rmtree(log_dir, ignore_errors=True)
-    results["timestamp"] = stamp
+    results = {"timestamp": stamp, "parameters": results.pop("parameters"), **results}
     path = write_results(results, args.out, stamp)
     chart = args.out / f"{stamp}.png"
     write_chart(results, chart)

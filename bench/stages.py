@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
+import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.data import BenchRecord, make_producer, partition_of, send_records
@@ -109,6 +110,7 @@ def drain_pipeline(
     poll: float = 0.2,
     timeout: float = 300.0,
     profiler: Profiler | None = None,
+    broker_pid: int | None = None,
 ) -> tuple[dict[str, float], list[DrainSample]]:
     """Start ``worker`` on prefilled topics and poll /metrics until it counted ``expected``.
 
@@ -117,8 +119,10 @@ def drain_pipeline(
     ``cx_events_total > 0``; *done* = the first poll with ``cx_events_total >= expected``.
     The headline rate is (expected - events at *first*) / (done - first): startup, join and the
     first checkpoint interval are excluded. Rates from process start and from *assigned* are
-    reported too.
+    reported too, and how busy the machine's CPUs were (worker, broker, everything else) in the
+    measured interval: on a shared machine, other load shows there.
     """
+    machine = _CpuMeter(broker_pid)
     samples: list[DrainSample] = []
     scrape_seconds: list[float] = []
     spawn = time.perf_counter()
@@ -151,9 +155,11 @@ def drain_pipeline(
                         profiler.start(worker.pid)
                 if first_at is None and snapshot.events > 0:
                     first_at, first_events, cpu_at_first = now, snapshot.events, cpu
+                    machine.start()
                 if snapshot.events >= expected:
                     done_at = now
                     cpu_at_done = cpu
+                    machine.stop(cpu_at_done - cpu_at_first)
                     break
             time.sleep(max(0.0, next_poll - time.perf_counter()))
     finally:
@@ -167,7 +173,11 @@ def drain_pipeline(
     steady_measured = steady_events >= 0.25 * expected and steady_seconds > 0
     if steady_measured:
         headline = steady_events / steady_seconds
-        cpu_seconds, cpu_events, cpu_wall = cpu_at_done - cpu_at_first, steady_events, steady_seconds
+        cpu_seconds, cpu_events, cpu_wall = (
+            cpu_at_done - cpu_at_first,
+            steady_events,
+            steady_seconds,
+        )
     else:  # everything arrived in the first checkpoints (tiny runs): from assignment instead
         headline = expected / (done_at - assigned_at)
         cpu_seconds, cpu_events = cpu_at_done - cpu_at_assigned, expected
@@ -189,21 +199,58 @@ def drain_pipeline(
         "worker_cpu_seconds": cpu_seconds,
         "worker_cpu_us_per_event": cpu_seconds / cpu_events * 1e6,
         "worker_cpu_utilisation": cpu_seconds / cpu_wall if cpu_wall > 0 else 0.0,
+        **machine.figures,
         "poll_seconds": poll,
         "scrape_ms_median": statistics.median(scrape_seconds) * 1000,
     }
     return figures, samples
 
 
-def scrape_cost(worker: WorkerProcess, scrapes: int = 20) -> dict[str, float]:
+class _CpuMeter:
+    """Busy CPUs of the machine, the broker and this process between start() and stop()."""
+
+    def __init__(self, broker_pid: int | None) -> None:
+        self.broker = psutil.Process(broker_pid) if broker_pid else None
+        self.me = psutil.Process()
+        self.figures: dict[str, float] = {}
+
+    def _read(self) -> tuple[float, float, float, float]:
+        total = psutil.cpu_times()
+        busy = sum(total) - total.idle - getattr(total, "iowait", 0.0)
+        broker = sum(self.broker.cpu_times()[:2]) if self.broker else 0.0
+        return time.perf_counter(), busy, broker, sum(self.me.cpu_times()[:2])
+
+    def start(self) -> None:
+        self.began = self._read()
+
+    def stop(self, worker_cpu: float) -> None:
+        end = self._read()
+        wall, busy, broker, me = (b - a for a, b in zip(self.began, end, strict=True))
+        if wall <= 0:
+            return
+        self.figures = {
+            "machine_busy_cores": busy / wall,
+            "broker_busy_cores": broker / wall,
+            "harness_busy_cores": me / wall,
+            "other_busy_cores": max(0.0, busy - broker - me - worker_cpu) / wall,
+        }
+
+
+def scrape_cost(worker: WorkerProcess, scrapes: int = 20, settle: float = 15.0) -> dict[str, float]:
     """Worker CPU and wall time per /metrics scrape, measured back to back on the idle worker.
 
-    The latency stage polls every 50 ms; this says how much of the worker that costs.
+    The latency stage polls every 50 ms; this says how much of the worker that costs. First
+    waits (up to ``settle`` s) for the worker to go idle: a few seconds after the last event it
+    decides the abandoned carts of the history (quiet period), a burst of CPU.
     """
-    time.sleep(0.5)
-    idle_began, idle_cpu = time.perf_counter(), worker.cpu_seconds()
-    time.sleep(1.0)
-    idle_per_second = (worker.cpu_seconds() - idle_cpu) / (time.perf_counter() - idle_began)
+    began = time.perf_counter()
+    while True:
+        idle_began, idle_cpu = time.perf_counter(), worker.cpu_seconds()
+        time.sleep(0.5)
+        idle_per_second = (worker.cpu_seconds() - idle_cpu) / (time.perf_counter() - idle_began)
+        if idle_per_second < 0.1 or time.perf_counter() - began > settle:
+            break
+    settled = time.perf_counter() - began
     began, cpu = time.perf_counter(), worker.cpu_seconds()
     for _ in range(scrapes):
         worker.metrics_text()
@@ -213,6 +260,7 @@ def scrape_cost(worker: WorkerProcess, scrapes: int = 20) -> dict[str, float]:
         "scrape_wall_ms": wall / scrapes * 1000,
         "scrape_cpu_ms": max(0.0, busy) / scrapes * 1000,
         "idle_cpu_utilisation": idle_per_second,
+        "settle_seconds": settled,
     }
 
 
@@ -233,7 +281,7 @@ def rss_by_progress(
 # --- end-to-end latency ------------------------------------------------------------------------
 def _iso(epoch: float) -> str:
     seconds = math.floor(epoch)
-    millis = min(999, int(round((epoch - seconds) * 1000)))
+    millis = min(999, int((epoch - seconds) * 1000))
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
@@ -313,7 +361,9 @@ async def measure_latency(
                         key = event.key.encode()
                         value = dumps({**event.value, "occurred_at": stamp})
                         records.append(
-                            BenchRecord(event.topic, partition_of(key, partitions, cache), key, value)
+                            BenchRecord(
+                                event.topic, partition_of(key, partitions, cache), key, value
+                            )
                         )
                     futures.extend(await send_records(producer, prefix, records))
                     sends.append((now, due))

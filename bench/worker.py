@@ -162,4 +162,6 @@ class WorkerProcess:
                 if result:
                     return result
             time.sleep(interval)
-        raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}:\n{self.log_tail()}")
+        raise TimeoutError(
+            f"timed out after {timeout:.0f} s waiting for {what}:\n{self.log_tail()}"
+        )

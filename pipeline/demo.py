@@ -15,7 +15,7 @@ from pipeline.metrics import WindowReader
 from pipeline.settings import Settings
 from pipeline.simulate import parse_ttr_spike, run_live
 from pipeline.view import View
-from pipeline.worker import Worker
+from pipeline.worker import Worker, bounded_shutdown
 
 SURVEYS = ("nps", "csat", "ces")
 
@@ -133,7 +133,7 @@ async def run_demo(
         simulator.cancel()
         worker.stop()
         await asyncio.gather(worker_task, return_exceptions=True)
-        await producer.stop()
+        await bounded_shutdown(producer.stop())
 
 
 def _finished(*tasks: asyncio.Task[object]) -> bool:

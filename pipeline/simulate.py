@@ -338,6 +338,10 @@ class _Ticket:
         self.reopened = False
 
 
+_Action = tuple[int, int, Callable[[int, Any], None], Any]
+_BUCKET_MS = 600_000
+
+
 def _cents(value: int) -> str:
     return f"{value // 100}.{value % 100:02d}"
 
@@ -413,7 +417,12 @@ class ShopSimulator:
 
         start_ms = math.floor(start * 1000)
         self._last_ms = start_ms
-        self._heap: list[tuple[int, int, Callable[[int, Any], None], Any]] = []
+        # Pending actions (time ms, sequence, action, state). Those before `_horizon` are in the
+        # heap; later ones wait in per-`_BUCKET_MS` lists (O(1) to add) and are heapified when
+        # their bucket comes, which keeps the heap small: orders wait days, carts seconds.
+        self._heap: list[_Action] = []
+        self._buckets: dict[int, list[_Action]] = {}
+        self._horizon = (start_ms // _BUCKET_MS + 1) * _BUCKET_MS
         self._seq = itertools.count()
         self._out: list[SimEvent] = []
         self._ts_day = self._ts_second = -1  # caches for formatting occurred_at
@@ -432,7 +441,7 @@ class ShopSimulator:
     @property
     def pending(self) -> int:
         """Scheduled future actions: the simulator's whole state, bounded by entities in flight."""
-        return len(self._heap)
+        return len(self._heap) + sum(map(len, self._buckets.values()))
 
     def events_until(self, t_end: float) -> list[SimEvent]:
         """All events with ``now < occurred_at <= t_end``, in time order; advances ``now``."""
@@ -443,16 +452,25 @@ class ShopSimulator:
             return []
         out: list[SimEvent] = []
         self._out = out
-        heap = self._heap
         pop = heapq.heappop
         # Generation allocates many small objects and creates no garbage cycles, so the cyclic
         # GC would only rescan live state (~25 % of the time); it is paused for the batch.
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            while heap and heap[0][0] <= limit:
-                t, _, action, state = pop(heap)
-                action(t, state)
+            while True:
+                heap = self._heap
+                while heap and heap[0][0] <= limit:
+                    t, _, action, state = pop(heap)
+                    action(t, state)
+                if self._horizon > limit:
+                    break
+                # Everything before the horizon is done, so the heap is empty: the next bucket
+                # becomes the heap.
+                heap = self._buckets.pop(self._horizon // _BUCKET_MS, [])
+                heapq.heapify(heap)
+                self._heap = heap
+                self._horizon += _BUCKET_MS
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -465,12 +483,19 @@ class ShopSimulator:
 
     # --- plumbing ------------------------------------------------------------------------------
     def _at(self, t: int, action: Callable[[int, Any], None], state: Any) -> None:
-        heapq.heappush(self._heap, (t, next(self._seq), action, state))
+        if t < self._horizon:
+            heapq.heappush(self._heap, (t, next(self._seq), action, state))
+        else:
+            bucket = self._buckets.get(t // _BUCKET_MS)
+            if bucket is None:
+                self._buckets[t // _BUCKET_MS] = [(t, next(self._seq), action, state)]
+            else:
+                bucket.append((t, next(self._seq), action, state))
 
     def _after(
         self, t: int, seconds: float, action: Callable[[int, Any], None], state: Any
     ) -> None:
-        heapq.heappush(self._heap, (t + int(seconds * 1000), next(self._seq), action, state))
+        self._at(t + int(seconds * 1000), action, state)
 
     def _diurnal(self, t_ms: float) -> float:
         x = (t_ms / 3_600_000.0 + self._tz - 0.5) % 24.0

@@ -45,12 +45,16 @@ async def ensure_topics(settings: Settings) -> None:
         await _create_missing(
             admin,
             settings,
-            [
-                *source_topic_names(settings),
-                settings.topic(DEAD_LETTER),
-                checkpoint_topic(settings),
-            ],
+            [*source_topic_names(settings), settings.topic(DEAD_LETTER)],
             settings.source_partitions,
+        )
+        # recovery folds a partition's whole checkpoint history: never let Kafka trim it
+        await _create_missing(
+            admin,
+            settings,
+            [checkpoint_topic(settings)],
+            settings.source_partitions,
+            {"retention.ms": "-1", "retention.bytes": "-1"},
         )
         carts_partitions = await _partition_count(admin, settings.topic("carts"))
         links = link_topic(settings)
@@ -66,13 +70,20 @@ async def ensure_topics(settings: Settings) -> None:
 
 
 async def _create_missing(
-    admin: AIOKafkaAdminClient, settings: Settings, names: list[str], partitions: int
+    admin: AIOKafkaAdminClient,
+    settings: Settings,
+    names: list[str],
+    partitions: int,
+    configs: dict[str, str] | None = None,
 ) -> None:
     existing = set(await admin.list_topics())
     missing = [name for name in names if name not in existing]
     if not missing:
         return
-    new = [NewTopic(name, partitions, settings.replication_factor) for name in missing]
+    new = [
+        NewTopic(name, partitions, settings.replication_factor, topic_configs=configs or {})
+        for name in missing
+    ]
     with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
         await admin.create_topics(new)
     log.info("created topics %s", ", ".join(missing))

@@ -11,10 +11,9 @@ flush, and exactly-once comes from the checkpoint protocol (pipeline/checkpoint.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -156,8 +155,8 @@ class Worker:
             pass
         finally:
             await self.server.stop()
-            await self.link_consumer.stop()
-            await self.producer.stop()
+            await bounded_shutdown(self.link_consumer.stop())
+            await bounded_shutdown(self.producer.stop())
 
     def stop(self) -> None:
         self._stopping.set()
@@ -236,10 +235,9 @@ class Worker:
                         last_flush = now
                         self._update_lag(consumer)
         finally:
-            with contextlib.suppress(Exception):
-                async with self._lock:
-                    await self._flush(list(self.processors), self.clock())
-            await consumer.stop()
+            # a last flush and a clean leave, unless the broker is gone: then shut down anyway
+            await bounded_shutdown(self._final_flush())
+            await bounded_shutdown(consumer.stop())
 
     async def _flush(self, tps: list[TopicPartition], now: float) -> None:
         """Cut one checkpoint per partition that progressed, then deliver the outbox.
@@ -280,6 +278,10 @@ class Worker:
                 checkpoints.append(checkpoint)
         self._outbox.checkpoints.extend(checkpoints)
         await self._deliver()
+
+    async def _final_flush(self) -> None:
+        async with self._lock:
+            await self._flush(list(self.processors), self.clock())
 
     async def _deliver(self) -> bool:
         """Send the outbox: dead letters and links, then checkpoints, then commit offsets.
@@ -466,6 +468,17 @@ class Worker:
                     last_expire = now
         finally:
             await consumer.stop()
+
+
+SHUTDOWN_STEP_TIMEOUT = 3.0
+"""Seconds one shutdown step may take; a dead broker must not make a stop hang."""
+
+
+async def bounded_shutdown(step: Awaitable[object]) -> None:
+    try:
+        await asyncio.wait_for(step, SHUTDOWN_STEP_TIMEOUT)
+    except (TimeoutError, KafkaError, OSError) as error:
+        log.warning("shutdown step skipped: %s", type(error).__name__)
 
 
 class _Stopped(Exception):

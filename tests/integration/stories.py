@@ -95,7 +95,7 @@ def cart_story(now: float) -> tuple[list[dict], list[dict]]:
         ("pay", ["shipping", "payment"]),
         ("review", ["shipping", "payment", "review"]),
     ):
-        start = now - 90 * 60
+        start = now - 100 * 60  # abandoned ~70 min ago: clear of the 1h edge
         carts += [item(c[name], start), envelope("checkout.started", start + 5, cart_id=c[name])]
         carts += [
             envelope("checkout.step_completed", start + 10 + i, cart_id=c[name], step=s)
@@ -137,7 +137,7 @@ def ticket_story(now: float) -> list[dict]:
         resolved = rng.uniform(200, 3000)
         life(
             opened,
-            rng.uniform(resolved + 60, opened - 30),
+            rng.uniform(resolved + 60, 3300),  # replies inside 1h, clear of its edge
             resolved,
             channel=rng.choice(["chat", "email"]),
         )
@@ -172,5 +172,5 @@ def order_story(now: float) -> list[dict]:
     events.append(order_event("order.delivered", "o1", 600))  # late
     events.append(order_event("order.delivered", "o2", 500))  # no promise known: not judged
     events.append(order_event("order.refunded", "o3", 600, "web", amount="30.50", currency="USD"))
-    events.append(order_event("order.refunded", "unknown", 300, "chat", amount=7, currency="EUR"))
+    events.append(order_event("order.refunded", "unknown", 250, "chat", amount=7, currency="EUR"))
     return events

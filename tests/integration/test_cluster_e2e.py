@@ -46,7 +46,7 @@ def test_two_workers_export_whole_shop_numbers_through_stop_and_kill(broker, tmp
         first, second = pipeline.start_worker(tmp_path), pipeline.start_worker(tmp_path)
         now = time.time()
         orders_first, carts = cart_story(now)
-        surveys = [survey(now - 60 * i, i % 11, ["web", "chat"][i % 2]) for i in range(40)]
+        surveys = [survey(now - 60 * i - 17, i % 11, ["web", "chat"][i % 2]) for i in range(40)]
         produce_events(broker.bootstrap, pipeline.prefix, orders_first + surveys[:20])
         produce_events(broker.bootstrap, pipeline.prefix, carts + surveys[20:])
         events = orders_first + carts + surveys
