@@ -11,7 +11,8 @@
    (startup and group join excluded; the rate from process start is reported too).
 4. **Latency**: the same worker gets a producer paced at ``--latency-load`` (50 %) of that rate
    for ``--latency-seconds`` (20), events stamped ``occurred_at`` = send time; each event's time
-   from send to counted in /metrics (polled every 50 ms) gives p50/p99.
+   from send to counted in /metrics (polled every 100 ms: a scrape of a full view costs the
+   worker ~20 ms of CPU, so 50 ms polls would eat ~40 % of it) gives p50/p99.
 5. **Memory**: the worker's RSS during the drain (at 25/50/75/100 % of the events) and after.
 6. **Naive baseline**: a plain Faust agent over the four topics doing the same
    ``decode_record`` per event, timed on the first ``--naive-events`` (30 000) records (its

@@ -160,6 +160,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         if p["latency_rate_fixed"]
         else f"{p['latency_load']:.0%} of the pipeline's rate"
     )
+    polls_cpu = pipe["scrape_cpu_ms"] / lat["poll_ms"]
     rows = [
         ("stage", "events/s", "notes"),
         ("---", "---:", "---"),
@@ -196,9 +197,10 @@ def markdown_table(results: dict[str, Any]) -> str:
         (
             f"latency at {load}, p50 / p99",
             f"{lat['p50_ms']:.0f} / {lat['p99_ms']:.0f} ms",
-            f"{_rate(lat['events_per_s'])} events/s for {lat['seconds']:.0f} s, "
-            f"send → counted in /metrics (flush interval {p['flush_interval']:g} s, "
-            f"poll {lat['poll_ms']:.0f} ms, {pipe['scrape_cpu_ms']:.0f} ms worker CPU/scrape)",
+            f"{_rate(lat['events_per_s'])} events/s for {lat['seconds']:.0f} s, send → counted "
+            f"in /metrics; flush interval {p['flush_interval']:g} s; polls every "
+            f"{lat['poll_ms']:.0f} ms took ≥ {polls_cpu:.2f} of the worker's "
+            f"{lat['worker_cpu_utilisation']:.2f} cores ({pipe['scrape_cpu_ms']:.0f} ms CPU/scrape)",
         ),
         (
             f"worker RSS after {p['events']:,} events",

@@ -82,7 +82,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="latency-stage rate in events/s (overrides --latency-load)",
     )
     parser.add_argument(
-        "--latency-poll", type=float, default=0.05, help="/metrics poll interval, latency (0.05)"
+        "--latency-poll",
+        type=float,
+        default=0.1,
+        help="/metrics poll interval of the latency stage (0.1; each scrape costs the worker CPU, "
+        "see pipeline.scrape_cpu_ms)",
     )
     parser.add_argument("--partitions", type=int, default=8, help="partitions per topic (8)")
     parser.add_argument(

@@ -239,7 +239,7 @@ class _CpuMeter:
 def scrape_cost(worker: WorkerProcess, scrapes: int = 20, settle: float = 15.0) -> dict[str, float]:
     """Worker CPU and wall time per /metrics scrape, measured back to back on the idle worker.
 
-    The latency stage polls every 50 ms; this says how much of the worker that costs. First
+    The latency stage polls every 100 ms; this says how much of the worker that costs. First
     waits (up to ``settle`` s) for the worker to go idle: a few seconds after the last event it
     decides the abandoned carts of the history (quiet period), a burst of CPU.
     """
@@ -307,7 +307,7 @@ async def measure_latency(
     rate: float,
     seconds: float,
     partitions: int,
-    poll: float = 0.05,
+    poll: float = 0.1,
     tick: float = 0.02,
     settle_timeout: float = 30.0,
 ) -> dict[str, float]:
@@ -349,7 +349,7 @@ async def measure_latency(
     async with aiohttp.ClientSession() as session:
         polling = asyncio.create_task(poller(session))
         try:
-            began = time.time()
+            began, cpu_began = time.time(), worker.cpu_seconds()
             sent = 0
             while sent < total:
                 now = time.time()
@@ -393,6 +393,9 @@ async def measure_latency(
         index = bisect.bisect_left(counts, base + cumulative)
         latencies.append((max(0.0, polls[index][0] - sent_at), cumulative - previous))
         previous = cumulative
+    timeline: dict[int, list[float]] = {}
+    for (sent_at, _), (latency, _) in zip(sends, latencies, strict=True):
+        timeline.setdefault(int(sent_at - began), []).append(latency)
     return {
         "target_events_per_s": rate,
         "events": total,
@@ -406,4 +409,6 @@ async def measure_latency(
         "poll_ms": poll * 1000,
         "tick_ms": tick * 1000,
         "scrape_ms_median": statistics.median(scrape_seconds) * 1000,
+        "worker_cpu_utilisation": (worker.cpu_seconds() - cpu_began) / (time.time() - began),
+        "max_ms_per_second": [round(max(values) * 1000) for _, values in sorted(timeline.items())],
     }

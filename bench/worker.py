@@ -41,7 +41,7 @@ class MetricsSnapshot:
 
 
 def parse_metrics(text: str) -> MetricsSnapshot:
-    """Sum the counters out of Prometheus text format (no full parser: this runs every 50 ms)."""
+    """Sum the counters out of Prometheus text format (no full parser: this runs ~10x a second)."""
     sums = {
         "cx_events_total": 0.0,
         "cx_events_rejected_total": 0.0,
