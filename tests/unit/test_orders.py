@@ -7,11 +7,8 @@ families are compared with a naive calculation written here from the raw event l
 from __future__ import annotations
 
 import random
-import shutil
-import subprocess
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -19,19 +16,25 @@ from typing import Any
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.registry import Collector
 
 from pipeline.checkpoint import Checkpoint
-from pipeline.delta import add_value
 from pipeline.orders import OrderHandler, metrics
 from pipeline.partition import PartitionProcessor
-from pipeline.settings import Settings
 from pipeline.view import View
 from pipeline.windows import window_specs
+from tests.unit.domain_support import (
+    NOW,
+    SETTINGS,
+    DomainRun,
+    exposition,
+    fold,
+    key,
+    make_processor,
+    named,
+    promtool_check,
+    samples_of,
+)
 
-NOW = 1_800_000_000.0
-SETTINGS = Settings(bootstrap_servers="unused:9092")
 WINDOWS = {"5m": 300.0, "1h": 3600.0, "24h": 86_400.0}
 PLACED, REFUNDED, SHIPPED, DELIVERED = (
     "order.placed",
@@ -84,53 +87,12 @@ def delivered(order_id: str, t: float, channel: str = "web") -> Event:
 
 
 def processor(**handler_args: float) -> PartitionProcessor:
-    return PartitionProcessor(
-        topic="orders",
-        topic_name="cx.orders",
-        partition=0,
-        handler=OrderHandler(**handler_args),
-        settings=SETTINGS,
-    )
+    return make_processor("orders", OrderHandler(**handler_args))
 
 
-class Run:
-    """A processor fed events, checkpointed into a view after each batch."""
-
+class Run(DomainRun):
     def __init__(self, **handler_args: float) -> None:
-        self.proc = processor(**handler_args)
-        self.view = View(window_specs(SETTINGS.window_seconds))
-        self.offset = 0
-        self.links: list[tuple[str, float, str]] = []
-
-    def feed(self, events: Iterable[Event], now: float = NOW) -> Run:
-        for event in events:
-            self.proc.process(self.offset, *record(event), (), now)
-            self.offset += 1
-        self.proc.tick(now)
-        self.links += self.proc.take_links()
-        checkpoint = self.proc.take_checkpoint(now)
-        if checkpoint is not None:
-            self.view.apply(Checkpoint.decode(checkpoint.encode()))
-        return self
-
-    def samples(self, now: float = NOW) -> dict[tuple[str, frozenset], float]:
-        return samples_of(metrics(self.view, now))
-
-
-def samples_of(families: Iterable[Any]) -> dict[tuple[str, frozenset], float]:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in families
-        for sample in family.samples
-    }
-
-
-def named(samples: dict, name: str) -> dict[frozenset, float]:
-    return {labels: value for (n, labels), value in samples.items() if n == name}
-
-
-def key(**labels: str) -> frozenset:
-    return frozenset(labels.items())
+        super().__init__(processor(**handler_args), metrics, record)
 
 
 def in_window(t: float, length: float, now: float = NOW) -> bool:
@@ -369,19 +331,9 @@ def test_oracle_check_can_fail():
 
 
 # -- exposition ----------------------------------------------------------------------------------
-class ViewMetrics(Collector):
-    def __init__(self, view: View, now: float) -> None:
-        self.view, self.now = view, now
-
-    def collect(self) -> Iterable[Any]:
-        return metrics(self.view, self.now)
-
-
 def test_exposition_passes_promtool():
     run = Run().feed(random_traffic(11, 40))
-    registry = CollectorRegistry()
-    registry.register(ViewMetrics(run.view, NOW))
-    text = generate_latest(registry).decode()
+    text = exposition(metrics, run.view)
     for name in (
         "cx_orders",
         "cx_revenue",
@@ -391,13 +343,7 @@ def test_exposition_passes_promtool():
         "cx_delivery_on_time_ratio",
     ):
         assert f"# TYPE {name} gauge" in text
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        return
-    result = subprocess.run(
-        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, check=False
-    )
-    assert result.returncode == 0, (result.stdout + result.stderr).decode()
+    promtool_check(text)
 
 
 # -- forgetting ----------------------------------------------------------------------------------
@@ -432,17 +378,6 @@ def test_orders_are_forgotten_after_retention():
 
 
 # -- checkpoint/restore round trip ---------------------------------------------------------------
-def fold(checkpoints: list[Checkpoint]) -> tuple[dict, dict]:
-    windowed: dict = {}
-    totals: dict = defaultdict(int)
-    for checkpoint in checkpoints:
-        for k, value in checkpoint.delta.windowed.items():
-            windowed[k] = add_value(windowed.get(k), value)
-        for k, amount in checkpoint.delta.totals.items():
-            totals[k] += amount
-    return windowed, {k: v for k, v in totals.items() if v}
-
-
 def stream(seed: int, n: int) -> list[tuple[float, bytes, bytes]]:
     """(wall clock, key, value): random order events, some future-dated, some duplicated."""
     rng = random.Random(seed)

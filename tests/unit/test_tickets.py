@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
-import subprocess
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -21,20 +18,26 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.registry import Collector
 
 from pipeline.checkpoint import Checkpoint
-from pipeline.delta import add_value
 from pipeline.partition import PartitionProcessor
-from pipeline.settings import Settings
 from pipeline.tickets import BUCKET_LABELS, TTR_BUCKETS, TicketHandler, metrics, ttr_buckets_of
 from pipeline.view import View
 from pipeline.windows import window_specs
 from schemas import decode_record
+from tests.unit.domain_support import (
+    NOW,
+    SETTINGS,
+    DomainRun,
+    exposition,
+    fold,
+    key,
+    make_processor,
+    named,
+    promtool_check,
+    samples_of,
+)
 
-NOW = 1_800_000_000.0
-SETTINGS = Settings(bootstrap_servers="unused:9092")
 WINDOWS = {"5m": 300.0, "1h": 3600.0, "24h": 86_400.0}
 QUANTILES = (0.5, 0.9, 0.99)
 OPENED, REPLIED, RESOLVED, REOPENED = (
@@ -65,51 +68,12 @@ def record(kind: str, ticket_id: str, t: float, channel: str = "web") -> tuple[b
 
 
 def processor(**handler_args: float) -> PartitionProcessor:
-    return PartitionProcessor(
-        topic="tickets",
-        topic_name="cx.tickets",
-        partition=0,
-        handler=TicketHandler(**handler_args),
-        settings=SETTINGS,
-    )
+    return make_processor("tickets", TicketHandler(**handler_args))
 
 
-class Run:
-    """A processor fed event tuples, checkpointed into a view on demand."""
-
+class Run(DomainRun):
     def __init__(self, **handler_args: float) -> None:
-        self.proc = processor(**handler_args)
-        self.view = View(window_specs(SETTINGS.window_seconds))
-        self.offset = 0
-
-    def feed(self, events: Iterable[Event], now: float = NOW) -> Run:
-        for kind, ticket_id, t, channel in events:
-            self.proc.process(self.offset, *record(kind, ticket_id, t, channel), (), now)
-            self.offset += 1
-        self.proc.tick(now)
-        checkpoint = self.proc.take_checkpoint(now)
-        if checkpoint is not None:
-            self.view.apply(Checkpoint.decode(checkpoint.encode()))
-        return self
-
-    def samples(self, now: float = NOW) -> dict[tuple[str, frozenset], float]:
-        return samples_of(metrics(self.view, now))
-
-
-def samples_of(families: Iterable[Any]) -> dict[tuple[str, frozenset], float]:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in families
-        for sample in family.samples
-    }
-
-
-def named(samples: dict, name: str) -> dict[frozenset, float]:
-    return {labels: value for (n, labels), value in samples.items() if n == name}
-
-
-def key(**labels: str) -> frozenset:
-    return frozenset(labels.items())
+        super().__init__(processor(**handler_args), metrics, lambda event: record(*event))
 
 
 def approx(value: float) -> Any:
@@ -332,7 +296,7 @@ def test_histogram_is_cumulative_and_valid_exposition():
     assert named(samples, "cx_ticket_resolution_seconds_sum") == {
         key(channel="call_center"): approx(sum(ttrs))
     }
-    text = exposition(run.view)
+    text = exposition(metrics, run.view)
     assert "# TYPE cx_ticket_resolution_seconds histogram" in text
     assert 'cx_ticket_resolution_seconds_bucket{channel="call_center",le="+Inf"} 6.0' in text
     promtool_check(text)
@@ -350,31 +314,6 @@ def decoded(event: Event) -> Any:
     return decode_record("tickets", *record(kind, ticket_id, t, channel), now=NOW)
 
 
-class ViewMetrics(Collector):
-    def __init__(self, view: View, now: float) -> None:
-        self.view, self.now = view, now
-
-    def collect(self) -> Iterable[Any]:
-        return metrics(self.view, self.now)
-
-
-def exposition(view: View, now: float = NOW) -> str:
-    registry = CollectorRegistry()
-    registry.register(ViewMetrics(view, now))
-    return generate_latest(registry).decode()
-
-
-def promtool_check(text: str) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        return
-    result = subprocess.run(
-        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, check=False
-    )
-    problems = (result.stdout + result.stderr).decode().strip()
-    assert result.returncode == 0 and not problems, problems
-
-
 def test_full_exposition_passes_promtool():
     events = [
         (OPENED, "a", NOW - 600, "web"),
@@ -383,7 +322,7 @@ def test_full_exposition_passes_promtool():
         (REOPENED, "a", NOW - 300, "web"),
         (OPENED, "b", NOW - 100, "chat"),
     ]
-    text = exposition(Run().feed(events).view)
+    text = exposition(metrics, Run().feed(events).view)
     for name in ("cx_tickets_resolved", "cx_tickets_reopened", "cx_tickets_open"):
         assert f"# TYPE {name} gauge" in text
     for name in ("cx_ttr_seconds", "cx_first_response_seconds"):  # sliding-window summaries
@@ -492,17 +431,6 @@ def test_take_changes_reports_upserts_and_deletes():
 
 
 # -- checkpoint/restore round trip ---------------------------------------------------------------
-def fold(checkpoints: list[Checkpoint]) -> tuple[dict, dict]:
-    windowed: dict = {}
-    totals: dict = defaultdict(int)
-    for checkpoint in checkpoints:
-        for k, value in checkpoint.delta.windowed.items():
-            windowed[k] = add_value(windowed.get(k), value)
-        for k, amount in checkpoint.delta.totals.items():
-            totals[k] += amount
-    return windowed, {k: v for k, v in totals.items() if v}
-
-
 def stream(seed: int, n: int) -> list[tuple[float, bytes, bytes]]:
     """(wall clock, key, value): random ticket events, some future-dated, some duplicated."""
     rng = random.Random(seed)
