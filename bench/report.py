@@ -200,7 +200,9 @@ def markdown_table(results: dict[str, Any]) -> str:
             f"{_rate(lat['events_per_s'])} events/s for {lat['seconds']:.0f} s, send → counted "
             f"in /metrics; flush interval {p['flush_interval']:g} s; polls every "
             f"{lat['poll_ms']:.0f} ms took ≥ {polls_cpu:.2f} of the worker's "
-            f"{lat['worker_cpu_utilisation']:.2f} cores ({pipe['scrape_cpu_ms']:.0f} ms CPU/scrape)",
+            f"{lat['worker_cpu_utilisation']:.2f} cores ({pipe['scrape_cpu_ms']:.0f} ms CPU/scrape);"
+            f" {lat['full_gc_collections']:.0f} full GCs; other processes "
+            f"{lat.get('other_busy_cores', 0):.2f} cores",
         ),
         (
             f"worker RSS after {p['events']:,} events",

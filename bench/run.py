@@ -239,6 +239,7 @@ def _worker_stages(run: _Run, flush_interval: float | None) -> dict[str, Any]:
                 seconds=args.latency_seconds,
                 partitions=run.partitions,
                 poll=args.latency_poll,
+                broker_pid=run.broker_pid,
             )
         )
         results["latency"] = latency

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
+import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -214,18 +215,19 @@ class _CpuMeter:
         self.me = psutil.Process()
         self.figures: dict[str, float] = {}
 
-    def _read(self) -> tuple[float, float, float, float]:
+    def _read(self) -> tuple[float, float, float, float, float]:
         total = psutil.cpu_times()
-        busy = sum(total) - total.idle - getattr(total, "iowait", 0.0)
+        steal = getattr(total, "steal", 0.0)
+        busy = sum(total) - total.idle - getattr(total, "iowait", 0.0) - steal
         broker = sum(self.broker.cpu_times()[:2]) if self.broker else 0.0
-        return time.perf_counter(), busy, broker, sum(self.me.cpu_times()[:2])
+        return time.perf_counter(), busy, broker, sum(self.me.cpu_times()[:2]), steal
 
     def start(self) -> None:
         self.began = self._read()
 
     def stop(self, worker_cpu: float) -> None:
         end = self._read()
-        wall, busy, broker, me = (b - a for a, b in zip(self.began, end, strict=True))
+        wall, busy, broker, me, steal = (b - a for a, b in zip(self.began, end, strict=True))
         if wall <= 0:
             return
         self.figures = {
@@ -233,6 +235,7 @@ class _CpuMeter:
             "broker_busy_cores": broker / wall,
             "harness_busy_cores": me / wall,
             "other_busy_cores": max(0.0, busy - broker - me - worker_cpu) / wall,
+            "steal_cores": steal / wall,  # CPU the hypervisor gave to other guests
         }
 
 
@@ -253,12 +256,13 @@ def scrape_cost(worker: WorkerProcess, scrapes: int = 20, settle: float = 15.0) 
     settled = time.perf_counter() - began
     began, cpu = time.perf_counter(), worker.cpu_seconds()
     for _ in range(scrapes):
-        worker.metrics_text()
+        size = len(worker.metrics_text())
     wall = time.perf_counter() - began
     busy = worker.cpu_seconds() - cpu - idle_per_second * wall
     return {
         "scrape_wall_ms": wall / scrapes * 1000,
         "scrape_cpu_ms": max(0.0, busy) / scrapes * 1000,
+        "scrape_bytes": size,
         "idle_cpu_utilisation": idle_per_second,
         "settle_seconds": settled,
     }
@@ -309,6 +313,7 @@ async def measure_latency(
     partitions: int,
     poll: float = 0.1,
     tick: float = 0.02,
+    broker_pid: int | None = None,
     settle_timeout: float = 30.0,
 ) -> dict[str, float]:
     """Produce ``events`` paced at ``rate``/s for ``seconds`` with ``occurred_at`` = send time.
@@ -319,13 +324,13 @@ async def measure_latency(
     pipeline counts whole checkpoints, so "counted" means its checkpoint reached the view).
     Percentiles are over events; poll granularity adds up to ``poll`` + one scrape.
     """
-    import orjson
 
     total = min(len(events), max(1, int(rate * seconds)))
     text_before = await asyncio.to_thread(worker.metrics_text)
     base = parse_metrics(text_before).events
     sends: list[tuple[float, int]] = []  # (wall time of the send, cumulative events sent)
     polls: list[tuple[float, float]] = []  # (wall time of the answer, cx_events_total)
+    full_gcs: list[tuple[float, float]] = []  # (wall time of the answer, full GCs so far)
     scrape_seconds: list[float] = []
     stop_polling = asyncio.Event()
 
@@ -336,40 +341,45 @@ async def measure_latency(
                 text = await response.text()
             answered = time.time()
             scrape_seconds.append(answered - asked)
-            polls.append((answered, parse_metrics(text).events))
+            snapshot = parse_metrics(text)
+            polls.append((answered, snapshot.events))
+            full_gcs.append((answered, snapshot.gc_full_collections))
             if stop_polling.is_set():
                 return
             await asyncio.sleep(max(0.0, poll - (time.time() - asked)))
 
+    cache: dict[bytes, int] = {}
+    prepared = [  # everything but the time stamp, outside the paced loop
+        (event.topic, partition_of(key, partitions, cache), key, event.value)
+        for event in events[:total]
+        for key in (event.key.encode(),)
+    ]
+    meter = _CpuMeter(broker_pid)
     producer = make_producer(bootstrap)
     await producer.start()
-    cache: dict[bytes, int] = {}
     dumps = orjson.dumps
     futures: list[asyncio.Future[object]] = []
     async with aiohttp.ClientSession() as session:
         polling = asyncio.create_task(poller(session))
         try:
             began, cpu_began = time.time(), worker.cpu_seconds()
+            meter.start()
             sent = 0
             while sent < total:
                 now = time.time()
                 due = min(total, math.floor((now - began) * rate) + 1)
                 if due > sent:
                     stamp = _iso(now)
-                    records = []
-                    for event in events[sent:due]:
-                        key = event.key.encode()
-                        value = dumps({**event.value, "occurred_at": stamp})
-                        records.append(
-                            BenchRecord(
-                                event.topic, partition_of(key, partitions, cache), key, value
-                            )
-                        )
+                    records = [
+                        BenchRecord(topic, partition, key, dumps({**value, "occurred_at": stamp}))
+                        for topic, partition, key, value in prepared[sent:due]
+                    ]
                     futures.extend(await send_records(producer, prefix, records))
                     sends.append((now, due))
                     sent = due
                 await asyncio.sleep(max(0.0, tick - (time.time() - now)))
             produced_for = time.time() - began
+            meter.stop(worker.cpu_seconds() - cpu_began)
             await asyncio.gather(*futures)
             deadline = time.time() + settle_timeout
             while not polls or polls[-1][1] < base + total:
@@ -393,6 +403,9 @@ async def measure_latency(
         index = bisect.bisect_left(counts, base + cumulative)
         latencies.append((max(0.0, polls[index][0] - sent_at), cumulative - previous))
         previous = cumulative
+    gc_seen = [
+        t - began for (t, n), (_, before) in zip(full_gcs[1:], full_gcs, strict=False) if n > before
+    ]
     timeline: dict[int, list[float]] = {}
     for (sent_at, _), (latency, _) in zip(sends, latencies, strict=True):
         timeline.setdefault(int(sent_at - began), []).append(latency)
@@ -410,5 +423,8 @@ async def measure_latency(
         "tick_ms": tick * 1000,
         "scrape_ms_median": statistics.median(scrape_seconds) * 1000,
         "worker_cpu_utilisation": (worker.cpu_seconds() - cpu_began) / (time.time() - began),
+        **meter.figures,
         "max_ms_per_second": [round(max(values) * 1000) for _, values in sorted(timeline.items())],
+        "full_gc_collections": full_gcs[-1][1] - full_gcs[0][1],
+        "full_gc_seen_at_seconds": [round(t, 1) for t in gc_seen],
     }

@@ -38,6 +38,11 @@ class MetricsSnapshot:
     rejected: float
     duplicates: float
     assigned_partitions: float
+    gc_full_collections: float
+    """``python_gc_collections_total{generation="2"}``: full collections pause the worker."""
+
+
+_GC_FULL = 'python_gc_collections_total{generation="2"}'
 
 
 def parse_metrics(text: str) -> MetricsSnapshot:
@@ -47,11 +52,15 @@ def parse_metrics(text: str) -> MetricsSnapshot:
         "cx_events_rejected_total": 0.0,
         "cx_events_duplicate_total": 0.0,
         "cx_pipeline_assigned_partitions": 0.0,
+        _GC_FULL: 0.0,
     }
     for line in text.splitlines():
-        if not line.startswith("cx_"):
+        if line.startswith("cx_"):
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+        elif line.startswith(_GC_FULL):
+            name = _GC_FULL
+        else:
             continue
-        name = line.split("{", 1)[0].split(" ", 1)[0]
         if name in sums:
             sums[name] += float(line.rsplit(" ", 1)[1])
     return MetricsSnapshot(
@@ -59,6 +68,7 @@ def parse_metrics(text: str) -> MetricsSnapshot:
         rejected=sums["cx_events_rejected_total"],
         duplicates=sums["cx_events_duplicate_total"],
         assigned_partitions=sums["cx_pipeline_assigned_partitions"],
+        gc_full_collections=sums[_GC_FULL],
     )
 
 

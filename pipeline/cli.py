@@ -262,6 +262,17 @@ def demo(
     run_async(main())
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def bench(ctx: typer.Context) -> None:
+    """Benchmark: raw aiokafka ceiling vs the pipeline vs a naive Faust agent (see --help)."""
+    from bench.run import main as run_bench
+
+    raise typer.Exit(run_bench(list(ctx.args)))
+
+
 @schemas_app.command("export")
 def schemas_export(directory: Annotated[Path, typer.Argument(help="Output directory.")]) -> None:
     """Write the JSON Schema files of the event contract to DIRECTORY."""

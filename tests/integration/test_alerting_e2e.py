@@ -194,7 +194,7 @@ def test_normal_traffic_stays_silent(alerting_stack: AlertingStack):
 
 # --- the spike --------------------------------------------------------------------------------
 SPIKE_TICKETS = 12  # per channel: >= 10, the Spike alert's volume guard
-# chat: 7 h, in the (4 h, 8 h] histogram bucket: more than twice the ~1.5 h baseline p90 but
+# chat: 7 h, in the (4 h, 8 h] histogram bucket: more than twice the ~1.4 h baseline p90 but
 # under the 8 h limit -> CXTicketResolutionTimeSpike only (warning -> receiver cx-ticket).
 CHAT_TTR = 7 * 3600.0
 # email: 12 h, above the 8 h limit -> CXTicketResolutionTimeHigh (critical -> cx-pager) and
