@@ -16,7 +16,7 @@ import orjson
 
 from pipeline.delta import Delta
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -44,39 +44,50 @@ class Checkpoint:
         return f"{self.topic}:{self.partition}".encode()
 
     def encode(self) -> bytes:
-        return orjson.dumps(
-            {
-                "v": FORMAT_VERSION,
-                "topic": self.topic,
-                "partition": self.partition,
-                "seq": self.seq,
-                "next": self.next_offset,
-                "at": self.written_at,
-                "delta": self.delta.to_wire(),
-                "ids": self.ids,
-                "state": self.state,
-                "pending": self.pending,
-                "links": self.link_offset,
-            }
-        )
+        """Two JSON documents on two lines: what every view needs, then what recovery needs.
+
+        Views decode the first line only; ids and entity state (most of the bytes) are parsed
+        by nobody but a worker taking the partition over. orjson never emits a raw newline.
+        """
+        head = {
+            "v": FORMAT_VERSION,
+            "topic": self.topic,
+            "partition": self.partition,
+            "seq": self.seq,
+            "next": self.next_offset,
+            "at": self.written_at,
+            "delta": self.delta.to_wire(),
+        }
+        tail = {
+            "ids": self.ids,
+            "state": self.state,
+            "pending": self.pending,
+            "links": self.link_offset,
+        }
+        return orjson.dumps(head) + b"\n" + orjson.dumps(tail)
 
     @classmethod
-    def decode(cls, data: bytes) -> Checkpoint:
-        raw = orjson.loads(data)
-        if raw.get("v") != FORMAT_VERSION:
-            raise ValueError(f"unknown checkpoint format {raw.get('v')!r}")
-        return cls(
-            topic=raw["topic"],
-            partition=raw["partition"],
-            seq=raw["seq"],
-            next_offset=raw["next"],
-            written_at=raw["at"],
-            delta=Delta.from_wire(raw["delta"]),
-            ids=raw["ids"],
-            state=raw["state"],
-            pending=raw["pending"],
-            link_offset=raw.get("links"),
+    def decode(cls, data: bytes, *, for_view: bool = False) -> Checkpoint:
+        """The whole checkpoint, or with ``for_view`` only what a view applies."""
+        head_bytes, _, tail_bytes = data.partition(b"\n")
+        head = orjson.loads(head_bytes)
+        if head.get("v") != FORMAT_VERSION:
+            raise ValueError(f"unknown checkpoint format {head.get('v')!r}")
+        checkpoint = cls(
+            topic=head["topic"],
+            partition=head["partition"],
+            seq=head["seq"],
+            next_offset=head["next"],
+            written_at=head["at"],
+            delta=Delta.from_wire(head["delta"]),
         )
+        if not for_view:
+            tail = orjson.loads(tail_bytes)
+            checkpoint.ids = tail["ids"]
+            checkpoint.state = tail["state"]
+            checkpoint.pending = tail["pending"]
+            checkpoint.link_offset = tail["links"]
+        return checkpoint
 
 
 class SequenceLedger:

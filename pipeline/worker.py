@@ -455,7 +455,7 @@ class Worker:
                 for records in batch.values():
                     for record in records:
                         if record.value is not None:
-                            self.view.apply(Checkpoint.decode(record.value))
+                            self.view.apply(Checkpoint.decode(record.value, for_view=True))
                 now = self.clock()
                 if not self.view_ready and not batch:  # see read_partitions: empty fetch = end
                     positions = [await consumer.position(tp) for tp in tps]

@@ -180,3 +180,21 @@ def test_id_store_forgets_after_horizon_and_round_trips():
 @pytest.mark.parametrize("text", ["5m,1h,24h", "24h,5m"])
 def test_window_settings_parse(text):
     assert Settings(windows=text).window_seconds[0] == 300
+
+
+def test_views_decode_only_what_they_apply_and_recovery_gets_everything():
+    proc = processor()
+    feed(proc, [survey_record(NOW - 10), survey_record(NOW + 30)])
+    checkpoint = proc.take_checkpoint(NOW)
+    assert checkpoint is not None and checkpoint.ids and checkpoint.pending
+    wire = checkpoint.encode()
+    full = Checkpoint.decode(wire)
+    assert (full.ids, full.state, full.pending, full.seq) == (
+        checkpoint.ids,
+        checkpoint.state,
+        checkpoint.pending,
+        checkpoint.seq,
+    )
+    light = Checkpoint.decode(wire, for_view=True)
+    assert light.delta.to_wire() == checkpoint.delta.to_wire() and light.seq == checkpoint.seq
+    assert not light.ids and not light.pending
