@@ -68,9 +68,9 @@ class PartitionProcessor:
         headers: Sequence[tuple[str, bytes]],
         now: float,
     ) -> None:
+        if offset < self.position:
+            return  # seen already: a replay after a crash or rebalance, or a re-fetch
         self.position = offset + 1
-        if self.next_offset is not None and offset < self.next_offset:
-            return  # already in a checkpoint: a replay after a crash or a rebalance
         self._last = offset
         self.out.now = now
         settings = self.settings
@@ -159,7 +159,7 @@ class PartitionProcessor:
             self.ids.restore(checkpoint.ids, now)
             self.handler.restore(checkpoint.state)
             self.out.restore_pending(checkpoint.pending)
-            self.next_offset = checkpoint.next_offset
+            self.next_offset = self.position = checkpoint.next_offset
             self.seq = checkpoint.seq
             if checkpoint.link_offset is not None:
                 self.link_offset = checkpoint.link_offset
