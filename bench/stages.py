@@ -169,6 +169,8 @@ def drain_pipeline(
     assert first_at is not None and done_at is not None and last is not None
     if assigned_at is None:  # the gauge was missed between two polls: use the first count
         assigned_at, cpu_at_assigned = first_at, cpu_at_first
+    # at least one poll: a tiny run can be counted in the very poll it was assigned in
+    from_assigned = max(done_at - assigned_at, poll)
     steady_events = expected - first_events
     steady_seconds = done_at - first_at
     steady_measured = steady_events >= 0.25 * expected and steady_seconds > 0
@@ -180,9 +182,9 @@ def drain_pipeline(
             steady_seconds,
         )
     else:  # everything arrived in the first checkpoints (tiny runs): from assignment instead
-        headline = expected / (done_at - assigned_at)
+        headline = expected / from_assigned
         cpu_seconds, cpu_events = cpu_at_done - cpu_at_assigned, expected
-        cpu_wall = done_at - assigned_at
+        cpu_wall = from_assigned
     figures = {
         "events": expected,
         "events_counted": last.events,
@@ -192,7 +194,7 @@ def drain_pipeline(
         "steady_measured": steady_measured,
         "seconds_steady": steady_seconds,
         "events_at_first_count": first_events,
-        "events_per_s_from_assigned": expected / (done_at - assigned_at),
+        "events_per_s_from_assigned": expected / from_assigned,
         "events_per_s_from_start": expected / (done_at - spawn),
         "seconds_from_start": done_at - spawn,
         "startup_seconds": assigned_at - spawn,
