@@ -56,8 +56,7 @@ class PartitionProcessor:
         """Next cart-orders link offset to read (carts partitions only)."""
         self._links_moved = False
         self.position = 0
-        """Offset after the last record seen (for consumer-lag reporting)."""
-        self._last: int | None = None
+        """Offset after the last record processed: records below it are skipped."""
 
     # -- processing -------------------------------------------------------------------------
     def process(
@@ -71,7 +70,6 @@ class PartitionProcessor:
         if offset < self.position:
             return  # seen already: a replay after a crash or rebalance, or a re-fetch
         self.position = offset + 1
-        self._last = offset
         self.out.now = now
         settings = self.settings
         try:
@@ -128,10 +126,11 @@ class PartitionProcessor:
     # -- checkpoints --------------------------------------------------------------------------
     def take_checkpoint(self, now: float) -> Checkpoint | None:
         """Everything since the last checkpoint (records or timer output), or None."""
-        if self._last is None and not self.out.delta and not self._links_moved:
+        progressed = self.position > (self.next_offset or 0)
+        if not progressed and not self.out.delta and not self._links_moved:
             return None
-        if self._last is not None:
-            self.next_offset = self._last + 1
+        if progressed:
+            self.next_offset = self.position
         self.seq += 1
         checkpoint = Checkpoint(
             topic=self.topic_name,
@@ -145,7 +144,6 @@ class PartitionProcessor:
             pending=self.out.pending_to_wire(),
             link_offset=self.link_offset,
         )
-        self._last = None
         self._links_moved = False
         self.ids.expire(now)
         return checkpoint

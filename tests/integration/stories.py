@@ -8,19 +8,22 @@ from datetime import UTC, datetime
 
 
 def rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat()
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
 
-def envelope(kind: str, t: float, channel: str = "web", **fields) -> dict:
-    return {
+def envelope(kind: str, t: float, channel: str | None = "web", **fields) -> dict:
+    """A contract event; ``channel=None`` leaves the field out (the contract defaults it)."""
+    event = {
         "event_id": uuid.uuid4().hex,
         "event_type": kind,
         "occurred_at": rfc3339(t),
         "schema_version": 1,
         "source": "test",
-        "channel": channel,
         **fields,
     }
+    if channel is not None:
+        event["channel"] = channel
+    return event
 
 
 def item(cart: str, t: float, channel: str = "web") -> dict:
@@ -43,9 +46,15 @@ def order(cart: str | None, t: float, channel: str = "web", total: str = "5.00")
     return envelope("order.placed", t, channel, **fields)
 
 
-def survey(t: float, score: int, channel: str = "web") -> dict:
+def survey(t: float, score: int, channel: str | None = "web", kind: str = "nps", **extra) -> dict:
     return envelope(
-        "survey.submitted", t, channel, response_id=uuid.uuid4().hex, survey="nps", score=score
+        "survey.submitted",
+        t,
+        channel,
+        response_id=uuid.uuid4().hex,
+        survey=kind,
+        score=score,
+        **extra,
     )
 
 

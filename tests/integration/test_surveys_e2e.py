@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import time
 import uuid
-from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -23,7 +22,7 @@ from tests.integration.harness import (
     produce_events,
     wait_for,
 )
-from tests.integration.stories import cart_story, order_story, ticket_story
+from tests.integration.stories import cart_story, order_story, rfc3339, survey, ticket_story
 from tests.oracle import survey_expectations
 
 pytestmark = pytest.mark.integration
@@ -36,27 +35,6 @@ SURVEY_METRICS = (
     "cx_ces_score",
     "cx_survey_responses",
 )
-
-
-def rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
-
-
-def survey(t: float, survey_kind: str, score: int, channel: str | None = "web", **extra) -> dict:
-    event = {
-        "event_id": uuid.uuid4().hex,
-        "event_type": "survey.submitted",
-        "occurred_at": rfc3339(t),
-        "schema_version": 1,
-        "source": "survey-tool",
-        "response_id": uuid.uuid4().hex,
-        "survey": survey_kind,
-        "score": score,
-        **extra,
-    }
-    if channel is not None:
-        event["channel"] = channel
-    return event
 
 
 def mixed_surveys(now: float) -> list[dict]:
@@ -82,9 +60,9 @@ def mixed_surveys(now: float) -> list[dict]:
             channel = ["web", "mobile_app", "chat", None][(i + j) % 4]  # None: defaults to web
             if (i + j) % 7 == 0:
                 continue  # uneven mixes per window
-            events.append(survey(now - age - j, kind, score, channel))
+            events.append(survey(now - age - j, score, channel, kind))
     # a channel with a single old response: its 5m and 1h windows must stay empty
-    events.append(survey(now - 5 * 3600, "nps", 10, "store"))
+    events.append(survey(now - 5 * 3600, 10, "store"))
     return events
 
 
@@ -112,8 +90,8 @@ def test_survey_metrics_equal_independent_calculation(broker, tmp_path):
         worker = pipeline.start_worker(tmp_path)
         now = time.time()
         events = mixed_surveys(now)
-        late = [survey(now - 25 * 3600, "nps", 0, "web") for _ in range(3)]
-        future = [survey(now + 20, "nps", 10, "social")]  # counted once its time has come
+        late = [survey(now - 25 * 3600, 0, "web") for _ in range(3)]
+        future = [survey(now + 20, 10, "social")]  # counted once its time has come
         duplicates = [dict(e) for e in events[:10]] + [{**events[10], "score": 0}]
         produce_events(broker.bootstrap, pipeline.prefix, events + late + future + duplicates)
 
@@ -155,7 +133,7 @@ def bad_records(now: float) -> list[tuple[str, bytes | None, bytes]]:
     def encoded(event: dict) -> bytes:
         return orjson.dumps(event)
 
-    good = survey(now - 60, "nps", 9)
+    good = survey(now - 60, 9)
     key = good["response_id"].encode()
 
     def variant(**changes) -> tuple[bytes, bytes]:
@@ -195,7 +173,7 @@ def test_bad_input_is_dead_lettered_unchanged_and_counted(broker, tmp_path):
         topic = pipeline.prefix + "surveys"
         bad = bad_records(now)
         produce(broker.bootstrap, [(topic, key, value) for _, key, value in bad])
-        after = [survey(now - 10, "csat", 5, "email")]
+        after = [survey(now - 10, 5, "email", "csat")]
         produce_events(broker.bootstrap, pipeline.prefix, after)
 
         # the worker keeps going: the good event after the garbage is counted
