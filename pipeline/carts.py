@@ -225,7 +225,9 @@ class CartHandler:
             heapq.heappush(self._due, (forget_at, cart_id))
 
     # -- persistence --------------------------------------------------------------------------
-    def take_changes(self) -> dict[str, Any]:
+    def take_changes(self, full: bool = False) -> dict[str, Any]:
+        if full:
+            self._changed.update(self.carts)
         if not self._changed:
             return {}
         changes = {

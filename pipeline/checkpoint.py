@@ -35,6 +35,8 @@ class Checkpoint:
     pending: list[list[Any]] = field(default_factory=list)
     link_offset: int | None = None
     """Next offset of the partition's cart-orders link topic (carts partitions only)."""
+    full: bool = False
+    """``state`` holds every live entity, not just changes: recovery can start here."""
 
     @property
     def source(self) -> tuple[str, int]:
@@ -57,6 +59,7 @@ class Checkpoint:
             "next": self.next_offset,
             "at": self.written_at,
             "delta": self.delta.to_wire(),
+            "full": self.full,
         }
         tail = {
             "ids": self.ids,
@@ -80,6 +83,7 @@ class Checkpoint:
             next_offset=head["next"],
             written_at=head["at"],
             delta=Delta.from_wire(head["delta"]),
+            full=head.get("full", False),
         )
         if not for_view:
             tail = orjson.loads(tail_bytes)

@@ -19,8 +19,11 @@ class DomainHandler(Protocol):
     def tick(self, now: float, out: Observations) -> None:
         """Fire timers (e.g. cart abandonment) due at ``now``."""
 
-    def take_changes(self) -> dict[str, Any]:
-        """Entity upserts/deletes since the last call, JSON-safe; empty if none."""
+    def take_changes(self, full: bool = False) -> dict[str, Any]:
+        """Entity upserts/deletes since the last call, JSON-safe; empty if none.
+
+        ``full`` also includes every live entity, so the result alone rebuilds the handler.
+        """
 
     def restore(self, changes: dict[str, Any]) -> None:
         """Re-apply changes taken from a checkpoint, in checkpoint order."""
@@ -32,7 +35,7 @@ class Stateless:
     def tick(self, now: float, out: Observations) -> None:
         return None
 
-    def take_changes(self) -> dict[str, Any]:
+    def take_changes(self, full: bool = False) -> dict[str, Any]:
         return {}
 
     def restore(self, changes: dict[str, Any]) -> None:

@@ -156,7 +156,9 @@ class OrderHandler:
                 self._push(order_id, forget_at)
 
     # -- persistence --------------------------------------------------------------------------
-    def take_changes(self) -> dict[str, Any]:
+    def take_changes(self, full: bool = False) -> dict[str, Any]:
+        if full:
+            self._changed.update(self.orders)
         if not self._changed:
             return {}
         changes = {

@@ -57,6 +57,8 @@ class PartitionProcessor:
         self._links_moved = False
         self.position = 0
         """Offset after the last record processed: records below it are skipped."""
+        self.last_full_at = float("-inf")
+        """When the last full-state checkpoint was written: one is due every snapshot_interval."""
 
     # -- processing -------------------------------------------------------------------------
     def process(
@@ -127,10 +129,13 @@ class PartitionProcessor:
     def take_checkpoint(self, now: float) -> Checkpoint | None:
         """Everything since the last checkpoint (records or timer output), or None."""
         progressed = self.position > (self.next_offset or 0)
-        if not progressed and not self.out.delta and not self._links_moved:
+        full = now - self.last_full_at >= self.settings.snapshot_interval
+        if not (progressed or full or self.out.delta or self._links_moved):
             return None
         if progressed:
             self.next_offset = self.position
+        if full:
+            self.last_full_at = now
         self.seq += 1
         checkpoint = Checkpoint(
             topic=self.topic_name,
@@ -140,22 +145,31 @@ class PartitionProcessor:
             written_at=now,
             delta=self.out.take_delta(),
             ids=self.ids.take_added(),
-            state=self.handler.take_changes(),
+            state=self.handler.take_changes(full),
             pending=self.out.pending_to_wire(),
             link_offset=self.link_offset,
+            full=full,
         )
         self._links_moved = False
         self.ids.expire(now)
         return checkpoint
 
     def restore(self, checkpoints: Sequence[Checkpoint], now: float) -> None:
-        """Rebuild state from this partition's checkpoints, oldest first."""
+        """Rebuild state from this partition's checkpoints, oldest first.
+
+        Entity state starts at the last full checkpoint (what came before it is superseded);
+        event ids come from every checkpoint given, which must reach back over the dedupe
+        horizon (see :meth:`pipeline.view.View.recovery_starts`).
+        """
         ledger = SequenceLedger()
-        for checkpoint in checkpoints:
-            if not ledger.admit(checkpoint):
-                continue
+        admitted = [c for c in checkpoints if ledger.admit(c)]
+        last_full = max((i for i, c in enumerate(admitted) if c.full), default=0)
+        for i, checkpoint in enumerate(admitted):
             self.ids.restore(checkpoint.ids, now)
-            self.handler.restore(checkpoint.state)
+            if i >= last_full:
+                self.handler.restore(checkpoint.state)
+            if checkpoint.full:
+                self.last_full_at = checkpoint.written_at
             self.out.restore_pending(checkpoint.pending)
             self.next_offset = self.position = checkpoint.next_offset
             self.seq = checkpoint.seq

@@ -10,7 +10,7 @@ import re
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -105,6 +105,17 @@ class Settings(BaseSettings):
         0.5, gt=0, description="Checkpoint cadence (s): latency of metrics vs records written."
     )
     max_batch: int = Field(5000, ge=1, description="Records fetched per poll.")
+    snapshot_interval: float = Field(
+        600.0,
+        gt=0,
+        description="How often each partition checkpoints its full state and the view is "
+        "snapshotted (s): start-up and recovery read only what came after.",
+    )
+    checkpoint_retention: float = Field(
+        7 * 86_400.0,
+        description="Retention of the checkpoint log when the pipeline creates it (s); must exceed "
+        "the dedupe horizon plus two snapshot intervals.",
+    )
 
     # --- Exposition -----------------------------------------------------------------------
     metrics_host: str = Field(
@@ -139,6 +150,24 @@ class Settings(BaseSettings):
         if self.dedupe_horizon is not None:
             return self.dedupe_horizon
         return self.longest_window + self.allowed_lateness
+
+    @property
+    def recovery_horizon(self) -> float:
+        """How far back a partition's recovery must read checkpoints to get every live event id.
+
+        An id of event time ``t`` rides in a checkpoint written at ``>= t - max_future_skew``.
+        """
+        return self.effective_dedupe_horizon + self.max_future_skew + 60.0
+
+    @model_validator(mode="after")
+    def _retention_covers_recovery(self) -> Settings:
+        needed = self.recovery_horizon + 2 * self.snapshot_interval
+        if self.checkpoint_retention < needed:
+            raise ValueError(
+                f"checkpoint_retention {self.checkpoint_retention:g}s is shorter than the "
+                f"{needed:g}s recovery needs (dedupe horizon + skew + 2 snapshot intervals)"
+            )
+        return self
 
     def topic(self, name: str) -> str:
         """``topic("carts")`` -> ``"cx.carts"``."""

@@ -200,7 +200,9 @@ class TicketHandler:
                 self._schedule(ticket_id, ticket)
 
     # -- persistence --------------------------------------------------------------------------
-    def take_changes(self) -> dict[str, Any]:
+    def take_changes(self, full: bool = False) -> dict[str, Any]:
+        if full:
+            self._changed.update(self.tickets)
         if not self._changed:
             return {}
         changes = {

@@ -26,6 +26,15 @@ def checkpoint_topic(settings: Settings) -> str:
     return settings.internal_topic("checkpoints")
 
 
+def snapshot_topic(settings: Settings) -> str:
+    """One partition of whole-view snapshots: where a starting worker's view begins."""
+    return settings.internal_topic("view-snapshots")
+
+
+SNAPSHOT_MAX_BYTES = 64 * 1024 * 1024
+"""Largest view snapshot record; the snapshot topic is created to accept it."""
+
+
 def checkpoint_partition(topic: str, partition: int, partitions: int) -> int:
     """Where a source partition's checkpoints go: stable, so recovery reads one partition."""
     return zlib.crc32(f"{topic}:{partition}".encode()) % partitions
@@ -48,13 +57,22 @@ async def ensure_topics(settings: Settings) -> None:
             [*source_topic_names(settings), settings.topic(DEAD_LETTER)],
             settings.source_partitions,
         )
-        # recovery folds a partition's whole checkpoint history: never let Kafka trim it
+        # full-state checkpoints and view snapshots bound what recovery and start-up read, so
+        # the log may be trimmed by time (settings check it covers the dedupe horizon), never
+        # by size
+        retention = {
+            "retention.ms": str(int(settings.checkpoint_retention * 1000)),
+            "retention.bytes": "-1",
+        }
+        await _create_missing(
+            admin, settings, [checkpoint_topic(settings)], settings.source_partitions, retention
+        )
         await _create_missing(
             admin,
             settings,
-            [checkpoint_topic(settings)],
-            settings.source_partitions,
-            {"retention.ms": "-1", "retention.bytes": "-1"},
+            [snapshot_topic(settings)],
+            1,
+            {**retention, "max.message.bytes": str(SNAPSHOT_MAX_BYTES)},
         )
         carts_partitions = await _partition_count(admin, settings.topic("carts"))
         links = link_topic(settings)

@@ -342,6 +342,24 @@ class WindowStore:
             seen.update(dict.fromkeys(ring.series))
         return iter(list(seen))
 
+    def dump(self) -> Iterator[tuple[float, Hashable, list[int], list[Value]]]:
+        """Every ring's buckets as ``(bucket size, series, indices, values)``, for snapshots."""
+        for ring in self._rings:
+            for series, buckets in ring.series.items():
+                yield ring.size, series, buckets.keys, buckets.values
+
+    def load(self, size: float, series: Hashable, keys: list[int], values: list[Value]) -> None:
+        """Put back one series' buckets of one ring, as :meth:`dump` gave them."""
+        ring = self._by_size.get(size)
+        if ring is None:
+            raise ValueError(f"no ring of bucket size {size!r} in this store")
+        if len(keys) != len(values) or keys != sorted(set(keys)):
+            raise ValueError("bucket indices must be strictly ascending, one per value")
+        buckets = _Buckets()
+        buckets.keys = list(keys)
+        buckets.values = [_owned(value) for value in values]
+        ring.series[series] = buckets
+
     def bucket_count(self) -> int:
         """Buckets held across all rings and series (memory gauge)."""
         return sum(len(b.keys) for ring in self._rings for b in ring.series.values())

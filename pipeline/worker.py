@@ -31,9 +31,11 @@ from pipeline.surveys import SurveyHandler
 from pipeline.tickets import TicketHandler
 from pipeline.topics import (
     DEAD_LETTER,
+    SNAPSHOT_MAX_BYTES,
     checkpoint_partition,
     checkpoint_topic,
     ensure_topics,
+    snapshot_topic,
     source_topic_names,
 )
 from pipeline.view import View
@@ -76,22 +78,28 @@ def dead_letter_headers(
 
 
 async def read_partitions(
-    settings: Settings, topic: str, partitions: list[int]
+    settings: Settings, topic: str, starts: dict[int, int]
 ) -> list[tuple[bytes | None, bytes | None]]:
-    """Every record of some partitions from their start to their end: (key, value) pairs.
+    """Records of some partitions, each from a start offset to the end: (key, value) pairs.
 
     "The end" is where the reported end offset is passed AND a fetch comes back empty: Tansu
     reports a multi-record batch's base offset + 1 as the end, so the offset alone stops short.
+    A start below the log start (retention) reads from the log start.
     """
     consumer = AIOKafkaConsumer(
-        **settings.kafka_client_options(), enable_auto_commit=False, group_id=None
+        **settings.kafka_client_options(),
+        enable_auto_commit=False,
+        group_id=None,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=SNAPSHOT_MAX_BYTES,
     )
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in partitions]
+        tps = [TopicPartition(topic, p) for p in starts]
         consumer.assign(tps)
         end = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
+        for tp in tps:
+            consumer.seek(tp, starts[tp.partition])
         records: list[tuple[bytes | None, bytes | None]] = []
         while True:
             batch = await consumer.getmany(*tps, timeout_ms=200, max_records=10_000)
@@ -111,15 +119,18 @@ class Worker:
     processors: dict[TopicPartition, PartitionProcessor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.view = View(window_specs(self.settings.window_seconds))
+        self.view = View(window_specs(self.settings.window_seconds), self.settings.recovery_horizon)
         self.health = HealthMetrics()
         self.view_ready = False
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._topics = source_topic_names(self.settings)
         self._checkpoint_topic = checkpoint_topic(self.settings)
+        self._snapshot_topic = snapshot_topic(self.settings)
         self._checkpoint_partitions = self.settings.source_partitions
         self._outbox = _Outbox()
+        self._view_loaded = asyncio.Event()
+        """Set once the view stands on its snapshot (or on nothing): recovery may ask it."""
         self.server = MetricsServer(
             self.settings, self.view, self.health, self.clock, lambda: self.view_ready
         )
@@ -129,7 +140,10 @@ class Worker:
         """Run until :meth:`stop` is called or a component fails."""
         await ensure_topics(self.settings)
         self.producer = AIOKafkaProducer(
-            **self.settings.kafka_client_options(), linger_ms=5, acks="all"
+            **self.settings.kafka_client_options(),
+            linger_ms=5,
+            acks="all",
+            max_request_size=SNAPSHOT_MAX_BYTES,
         )
         await self.producer.start()
         await self.server.start()
@@ -371,20 +385,22 @@ class Worker:
 
     async def _recover(self, tps: list[TopicPartition]) -> dict[TopicPartition, PartitionProcessor]:
         """Rebuild each partition's processor from its checkpoints in the checkpoint log."""
+        await self._view_loaded.wait()
         now = self.clock()
         processors = {tp: self._new_processor(tp) for tp in tps}
         wanted = {f"{tp.topic}:{tp.partition}".encode(): tp for tp in tps}
         found: dict[TopicPartition, list[Checkpoint]] = {tp: [] for tp in tps}
-        log_partitions = sorted(
-            {
-                checkpoint_partition(tp.topic, tp.partition, self._checkpoint_partitions)
-                for tp in tps
-            }
-        )
+        starts: dict[int, int] = {}
+        for tp in tps:
+            log_partition = checkpoint_partition(
+                tp.topic, tp.partition, self._checkpoint_partitions
+            )
+            start = self.view.recovery_start((tp.topic, tp.partition), log_partition, now)
+            starts[log_partition] = min(start, starts.get(log_partition, start))
         if tps:
-            for key, value in await read_partitions(
-                self.settings, self._checkpoint_topic, log_partitions
-            ):
+            records = await read_partitions(self.settings, self._checkpoint_topic, starts)
+            log.info("recovery read %d checkpoint records (from offsets %s)", len(records), starts)
+            for key, value in records:
                 tp = wanted.get(key or b"")
                 if tp is not None and value is not None:
                     found[tp].append(Checkpoint.decode(value))
@@ -442,20 +458,26 @@ class Worker:
         )
         await consumer.start()
         try:
+            await self._load_view_snapshot()
             tps = [
                 TopicPartition(self._checkpoint_topic, p)
                 for p in range(self._checkpoint_partitions)
             ]
             consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
+            for tp in tps:
+                consumer.seek(tp, self.view.positions.get(tp.partition, 0))
             target = await consumer.end_offsets(tps)
             last_expire = 0.0
+            last_snapshot = self.clock()
             while True:
                 batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
-                for records in batch.values():
+                for tp, records in batch.items():
                     for record in records:
-                        if record.value is not None:
-                            self.view.apply(Checkpoint.decode(record.value, for_view=True))
+                        if record.value is None:
+                            self.view.positions[tp.partition] = record.offset + 1
+                        else:
+                            checkpoint = Checkpoint.decode(record.value, for_view=True)
+                            self.view.apply(checkpoint, (tp.partition, record.offset))
                 now = self.clock()
                 if not self.view_ready and not batch:  # see read_partitions: empty fetch = end
                     positions = [await consumer.position(tp) for tp in tps]
@@ -466,8 +488,41 @@ class Worker:
                 if now - last_expire > 10:
                     self.view.expire(now)
                     last_expire = now
+                snapshot_due = now - last_snapshot >= self.settings.snapshot_interval
+                if self.view_ready and snapshot_due and await self._write_view_snapshot():
+                    last_snapshot = now
         finally:
             await consumer.stop()
+
+    async def _load_view_snapshot(self) -> None:
+        """Start the view from the newest snapshot, if there is a usable one."""
+        try:
+            records = await read_partitions(self.settings, self._snapshot_topic, {0: 0})
+            for _, value in reversed(records):
+                if value is None:
+                    continue
+                try:
+                    self.view.load_snapshot(value)
+                except ValueError as error:
+                    log.warning("view snapshot skipped: %s", error)
+                    continue
+                log.info("view restored from a snapshot of %d checkpoints", self.view.applied)
+                return
+        finally:
+            self._view_loaded.set()
+
+    async def _write_view_snapshot(self) -> bool:
+        """One worker (the owner of carts partition 0) snapshots the view for faster starts."""
+        if TopicPartition(self.settings.topic("carts"), 0) not in self.processors:
+            return True
+        data = self.view.to_snapshot()
+        try:
+            await (await self.producer.send(self._snapshot_topic, value=data, partition=0))
+        except KafkaError as error:
+            log.warning("view snapshot not written (%s); retrying", type(error).__name__)
+            return False
+        log.info("view snapshot written: %d checkpoints, %d bytes", self.view.applied, len(data))
+        return True
 
 
 SHUTDOWN_STEP_TIMEOUT = 3.0

@@ -65,3 +65,39 @@ def test_ticket_and_order_metrics_equal_independent_calculation(broker, tmp_path
         )
     finally:
         pipeline.stop()
+
+
+def test_sigkill_mid_stream_then_restart_from_snapshots_ends_with_the_oracle_numbers(
+    broker, tmp_path
+):
+    """Stateful entities (reopened tickets, shipped orders) survive a crash through full-state
+    checkpoints and a view snapshot, and redelivered duplicates count once."""
+    pipeline = Pipeline(broker.bootstrap, extra_env={"CX_SNAPSHOT_INTERVAL": "0.5"})
+    try:
+        worker = pipeline.start_worker(tmp_path)
+        now = time.time()
+        events = ticket_story(now) + order_story(now)
+        first, second = events[: len(events) // 2], events[len(events) // 2 :]
+        produce_events(broker.bootstrap, pipeline.prefix, first)
+        wait_for(lambda: events_counted(worker) == len(first), 60, "the first half counted")
+        written = worker.log_path.read_text().count("view snapshot written")
+        wait_for(
+            lambda: worker.log_path.read_text().count("view snapshot written") > written,
+            30,
+            "a view snapshot taken after the first half",
+        )
+        worker.kill()
+
+        produce_events(broker.bootstrap, pipeline.prefix, second + first[:10])
+        restarted = pipeline.start_worker(tmp_path)
+        assert "view restored from a snapshot" in restarted.log_tail(200)
+        wait_for(lambda: matches(restarted, events), 60, "the oracle's numbers after the crash")
+        duplicates = cx_samples(restarted.samples(), ("cx_events_duplicate_total",))
+        assert sum(duplicates.values()) == 10
+        assert events_counted(restarted) == len(events)
+    finally:
+        pipeline.stop()
+
+
+def events_counted(worker) -> float:
+    return sum(cx_samples(worker.samples(), ("cx_events_total",)).values())
