@@ -11,10 +11,10 @@ independent services, so the decision must not depend on arrival order:
 * An abandonment is decided only when the wall clock has passed that point + allowed lateness,
   and (like every decision) only once no event of the cart arrived for the quiet period.
 * Orders reach the cart's owner through the ``cart-orders`` link topic (pipeline/links.py); one
-  that arrives before the cart's events is kept until they come. Known limit: in a backfill
-  (lateness already passed), an order held up longer than the quiet period (e.g. by a rebalance)
-  arrives after the abandonment was decided and counts as a recovery; a cross-topic orders
-  watermark would close this.
+  that arrives before the cart's events is kept until they come. Timers fire as of the worker's
+  orders-settled time (``Worker._settle_orders``): every order that was in Kafka by then has
+  reached its cart, however far the orders stage lags (a backfill, a rebalance). An order
+  produced after a cart was judged abandoned is a recovery.
 
 State is bounded: finished carts shrink to a tombstone kept ``retention`` seconds (late events of
 a converted cart are ignored meanwhile; a recovery is recognised within it), and per-cart lists

@@ -120,10 +120,14 @@ class PartitionProcessor:
         links, self.out.links = self.out.links, []
         return links
 
-    def tick(self, now: float) -> None:
-        """Release due observations and fire domain timers."""
+    def tick(self, now: float, decide_until: float | None = None) -> None:
+        """Release due observations and fire domain timers.
+
+        Timers fire as of ``decide_until`` when given: the time up to which everything another
+        partition may tell this one (cart-order links) is known to have arrived.
+        """
         self.out.release(now)
-        self.handler.tick(now, self.out)
+        self.handler.tick(now if decide_until is None else min(now, decide_until), self.out)
 
     # -- checkpoints --------------------------------------------------------------------------
     def take_checkpoint(self, now: float) -> Checkpoint | None:

@@ -71,6 +71,8 @@ class View:
         self.positions: dict[int, int] = {}
         """Checkpoint-log partition -> next offset to read: where this state stands."""
         self.index: dict[Source, RecoveryIndex] = {}
+        self.next_offsets: dict[Source, int] = {}
+        """Per source partition, the first offset not yet covered by an applied checkpoint."""
 
     def apply(self, checkpoint: Checkpoint, at: tuple[int, int] | None = None) -> bool:
         """Fold one checkpoint in; False if it was already applied.
@@ -84,6 +86,7 @@ class View:
             return False
         if at is not None:
             self.index.setdefault(checkpoint.source, RecoveryIndex()).note(checkpoint, at[1])
+        self.next_offsets[checkpoint.source] = checkpoint.next_offset
         for (series, bucket), value in checkpoint.delta.windowed.items():
             self.store.add(series, bucket, value)
         for series, amount in checkpoint.delta.totals.items():
@@ -147,6 +150,7 @@ class View:
                 [t, p, entry.last_full, [list(m) for m in entry.minutes]]
                 for (t, p), entry in self.index.items()
             ],
+            "next": [[t, p, offset] for (t, p), offset in self.next_offsets.items()],
             "applied": self.applied,
             "at": self.last_written_at,
         }
@@ -183,5 +187,6 @@ class View:
         self.positions = {p: offset for p, offset in body["positions"]}
         for t, p, last_full, minutes in body["index"]:
             self.index[(t, p)] = RecoveryIndex(last_full, deque((m, o) for m, o in minutes))
+        self.next_offsets = {(t, p): offset for t, p, offset in body["next"]}
         self.applied = body["applied"]
         self.last_written_at = body["at"]

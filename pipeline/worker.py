@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -129,6 +130,8 @@ class Worker:
         self._snapshot_topic = snapshot_topic(self.settings)
         self._checkpoint_partitions = self.settings.source_partitions
         self._outbox = _Outbox()
+        self.orders_settled_at = float("-inf")
+        """Every order in Kafka before this time has reached its cart's owner (see _settle)."""
         self._view_loaded = asyncio.Event()
         """Set once the view stands on its snapshot (or on nothing): recovery may ask it."""
         self.server = MetricsServer(
@@ -157,12 +160,15 @@ class Worker:
             auto_offset_reset="earliest",  # a seek to 0 below the log start lands on the start
         )
         await self.link_consumer.start()
+        self._offsets = AIOKafkaConsumer(**self.settings.kafka_client_options(), group_id=None)
+        await self._offsets.start()
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._run_view())
                 tasks.create_task(self._run_ingest())
                 tasks.create_task(self._watch_stop())
                 tasks.create_task(self._probe_broker())
+                tasks.create_task(self._settle_orders())
                 if started is not None:
                     started.set()
         except* _Stopped:
@@ -170,6 +176,7 @@ class Worker:
         finally:
             await self.server.stop()
             await bounded_shutdown(self.link_consumer.stop())
+            await bounded_shutdown(self._offsets.stop())
             await bounded_shutdown(self.producer.stop())
 
     def stop(self) -> None:
@@ -245,6 +252,7 @@ class Worker:
                                 record.offset, record.key, record.value, record.headers, now
                             )
                     if now - last_flush >= self.settings.flush_interval:
+                        await self._skip_markers(consumer)
                         await self._flush(list(self.processors), now)
                         last_flush = now
                         self._update_lag(consumer)
@@ -252,6 +260,24 @@ class Worker:
             # a last flush and a clean leave, unless the broker is gone: then shut down anyway
             await bounded_shutdown(self._final_flush())
             await bounded_shutdown(consumer.stop())
+
+    async def _skip_markers(self, consumer: AIOKafkaConsumer) -> None:
+        """Move processors past offsets the consumer passed without a record.
+
+        Transactional producers leave commit markers (and aborted batches) in source topics.
+        Without this a partition's checkpoints would stop short of its end offset forever, and
+        cart decisions, which wait for the orders stage to reach the end (see
+        :meth:`_settle_orders`), with them.
+        """
+        for tp, processor in self.processors.items():
+            highwater = consumer.highwater(tp)
+            if highwater is None or processor.position >= highwater:
+                continue
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), 0.1)
+            except (KafkaError, TimeoutError):
+                continue  # no valid position right now (being reset or revoked): next time
+            processor.position = max(processor.position, position)
 
     async def _flush(self, tps: list[TopicPartition], now: float) -> None:
         """Cut one checkpoint per partition that progressed, then deliver the outbox.
@@ -263,9 +289,10 @@ class Worker:
         if self._outbox and not await self._deliver():
             return
         checkpoints: list[Checkpoint] = []
+        carts = self.settings.topic("carts")
         for tp in tps:
             processor = self.processors[tp]
-            processor.tick(now)
+            processor.tick(now, self.orders_settled_at if tp.topic == carts else None)
             for rejection in processor.rejected:
                 self._outbox.before.append(
                     _Record(
@@ -451,6 +478,49 @@ class Worker:
                 lag = max(0, highwater - processor.position)
                 self.health.lag.labels(tp.topic, str(tp.partition)).set(lag)
 
+    async def _settle_orders(self) -> None:
+        """Advance :attr:`orders_settled_at`, the time cart decisions are taken as of.
+
+        Orders and carts are different partitions, processed at different speeds (a backfill
+        queues thousands of orders behind a cart). A cart may only be judged abandoned once
+        every order that was in Kafka by then has been processed by the orders stage (its
+        checkpoints reached the view) and the cart-order links written before those
+        checkpoints have been read here. Each round: note the time, read the end offsets of
+        ``cx.orders``, wait for the view to pass them, then for the link topic's.
+        """
+        orders = self.settings.topic("orders")
+        carts = self.settings.topic("carts")
+        order_tps = [TopicPartition(orders, p) for p in range(await self._partition_count(orders))]
+        while True:
+            await asyncio.sleep(self.settings.flush_interval / 2)
+            mine = [tp.partition for tp in self.processors if tp.topic == carts]
+            if not mine:
+                continue
+            began = self.clock()
+            try:
+                order_ends = await self._offsets.end_offsets(order_tps)
+                await _until(partial(self._orders_processed, order_ends))
+                link_tps = [TopicPartition(self._link_topic, p) for p in mine]
+                link_ends = await self._offsets.end_offsets(link_tps)
+                await _until(partial(self._links_read, link_ends))
+            except KafkaError as error:
+                log.debug("orders not settled this round: %s", type(error).__name__)
+                continue
+            self.orders_settled_at = began
+
+    def _orders_processed(self, ends: dict[TopicPartition, int]) -> bool:
+        return all(
+            self.view.next_offsets.get((tp.topic, tp.partition), 0) >= end
+            for tp, end in ends.items()
+        )
+
+    def _links_read(self, ends: dict[TopicPartition, int]) -> bool:
+        for tp, end in ends.items():
+            owner = self._carts_owner(tp.partition)
+            if owner is not None and (owner.link_offset or 0) < end:
+                return False
+        return True
+
     # -- stage 2: the view ---------------------------------------------------------------------
     async def _run_view(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -523,6 +593,11 @@ class Worker:
             return False
         log.info("view snapshot written: %d checkpoints, %d bytes", self.view.applied, len(data))
         return True
+
+
+async def _until(predicate: Callable[[], bool], interval: float = 0.05) -> None:
+    while not predicate():
+        await asyncio.sleep(interval)
 
 
 SHUTDOWN_STEP_TIMEOUT = 3.0
