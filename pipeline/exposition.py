@@ -49,6 +49,11 @@ class HealthMetrics:
             "Age of the newest checkpoint applied to the view, while records are pending.",
             registry=r,
         )
+        self.cart_decisions_behind = Gauge(
+            "cx_pipeline_cart_decisions_behind_seconds",
+            "How far cart decisions trail the clock, waiting for orders to reach their carts.",
+            registry=r,
+        )
         self.assigned = Gauge(
             "cx_pipeline_assigned_partitions", "Source partitions this worker ingests.", registry=r
         )

@@ -132,6 +132,7 @@ class Worker:
         self._outbox = _Outbox()
         self.orders_settled_at = float("-inf")
         """Every order in Kafka before this time has reached its cart's owner (see _settle)."""
+        self.health.cart_decisions_behind.set_function(self._cart_decisions_behind)
         self._view_loaded = asyncio.Event()
         """Set once the view stands on its snapshot (or on nothing): recovery may ask it."""
         self.server = MetricsServer(
@@ -507,6 +508,12 @@ class Worker:
                 log.debug("orders not settled this round: %s", type(error).__name__)
                 continue
             self.orders_settled_at = began
+
+    def _cart_decisions_behind(self) -> float:
+        carts = self.settings.topic("carts")
+        if not any(tp.topic == carts for tp in self.processors):
+            return 0.0
+        return max(0.0, min(self.clock() - self.orders_settled_at, 1e9))
 
     def _orders_processed(self, ends: dict[TopicPartition, int]) -> bool:
         return all(
