@@ -85,7 +85,8 @@ async def read_partitions(
 
     "The end" is where the reported end offset is passed AND a fetch comes back empty: Tansu
     reports a multi-record batch's base offset + 1 as the end, so the offset alone stops short.
-    A start below the log start (retention) reads from the log start.
+    A start below the log start (retention) reads from the log start; a negative start counts
+    back from the end (-1: the last record, when it was produced alone).
     """
     consumer = AIOKafkaConsumer(
         **settings.kafka_client_options(),
@@ -100,7 +101,8 @@ async def read_partitions(
         consumer.assign(tps)
         end = await consumer.end_offsets(tps)
         for tp in tps:
-            consumer.seek(tp, starts[tp.partition])
+            start = starts[tp.partition]
+            consumer.seek(tp, start if start >= 0 else max(0, end[tp] + start))
         records: list[tuple[bytes | None, bytes | None]] = []
         while True:
             batch = await consumer.getmany(*tps, timeout_ms=200, max_records=10_000)
@@ -574,7 +576,8 @@ class Worker:
     async def _load_view_snapshot(self) -> None:
         """Start the view from the newest snapshot, if there is a usable one."""
         try:
-            records = await read_partitions(self.settings, self._snapshot_topic, {0: 0})
+            # each snapshot is produced alone, so -1 is the newest; an older one is the fallback
+            records = await read_partitions(self.settings, self._snapshot_topic, {0: -2})
             for _, value in reversed(records):
                 if value is None:
                     continue
