@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
+FETCH_MAX_WAIT_MS = 100
+"""Long-poll limit of the pipeline's consumers. Tansu answers a fetch only when this expires,
+even once data has arrived (measured: 202 ms median per hop at aiokafka's default 500, 27 ms at
+100); Apache Kafka answers as soon as data is there, so a short wait only adds idle polls."""
+
 
 def make_handler(topic: str, settings: Settings) -> DomainHandler:
     """The domain logic of one source topic, for one partition."""
@@ -94,6 +99,7 @@ async def read_partitions(
         group_id=None,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=SNAPSHOT_MAX_BYTES,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
     )
     await consumer.start()
     try:
@@ -158,6 +164,7 @@ class Worker:
         self._link_partitions = await self._partition_count(self._link_topic)
         self.link_consumer = AIOKafkaConsumer(
             **self.settings.kafka_client_options(),
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             enable_auto_commit=False,
             group_id=None,
             auto_offset_reset="earliest",  # a seek to 0 below the log start lands on the start
@@ -217,6 +224,7 @@ class Worker:
         consumer = AIOKafkaConsumer(
             **self.settings.kafka_client_options(),
             group_id=self.settings.app_id,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=int(self.settings.session_timeout * 1000),
@@ -533,7 +541,10 @@ class Worker:
     # -- stage 2: the view ---------------------------------------------------------------------
     async def _run_view(self) -> None:
         consumer = AIOKafkaConsumer(
-            **self.settings.kafka_client_options(), enable_auto_commit=False, group_id=None
+            **self.settings.kafka_client_options(),
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            enable_auto_commit=False,
+            group_id=None,
         )
         await consumer.start()
         try:
