@@ -324,14 +324,24 @@ class EmbeddedBroker:
     ``port=0`` picks a free port (re-picked if another process grabs it first). Use as a
     (async) context manager, or call :meth:`start`/:meth:`stop` (:meth:`astart`/:meth:`astop`
     inside an event loop).
+
+    ``advertised_port`` is the port the broker tells clients to use (default: the one it listens
+    on). Kafka clients only bootstrap at the given address and then connect to the advertised
+    one, so a proxy in front of the broker (fault-injection tests) must be advertised.
     """
 
     def __init__(
-        self, *, host: str = "127.0.0.1", port: int = 0, log_path: Path | None = None
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_path: Path | None = None,
+        advertised_port: int | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
         self.port = port
+        self.advertised_port = advertised_port
         self._log_path = Path(log_path) if log_path is not None else None
         self._temp_log = log_path is None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -435,6 +445,7 @@ class EmbeddedBroker:
             self._log_path = Path(name)
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         url = f"tcp://{self.host}:{self.port}"
+        advertised = f"tcp://{self.host}:{self.advertised_port or self.port}"
         argv = [
             str(broker_binary()),
             "broker",
@@ -443,7 +454,7 @@ class EmbeddedBroker:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            advertised,
             "--storage-engine",
             "memory://tansu/",
         ]

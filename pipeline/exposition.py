@@ -46,7 +46,7 @@ class HealthMetrics:
         )
         self.view_lag = Gauge(
             "cx_pipeline_view_lag_seconds",
-            "Age of the newest checkpoint applied to the view, while records are pending.",
+            "Seconds since the broker last answered this worker's view (grows in an outage).",
             registry=r,
         )
         self.cart_decisions_behind = Gauge(

@@ -568,6 +568,7 @@ class Worker:
                         else:
                             checkpoint = Checkpoint.decode(record.value, for_view=True)
                             self.view.apply(checkpoint, (tp.partition, record.offset))
+                self.health.view_lag.set(view_staleness(consumer, tps, time.time()))
                 now = self.clock()
                 if not self.view_ready and not batch:  # see read_partitions: empty fetch = end
                     positions = [await consumer.position(tp) for tp in tps]
@@ -614,6 +615,16 @@ class Worker:
             return False
         log.info("view snapshot written: %d checkpoints, %d bytes", self.view.applied, len(data))
         return True
+
+
+def view_staleness(consumer: AIOKafkaConsumer, tps: list[TopicPartition], now: float) -> float:
+    """Seconds the view's knowledge of the checkpoint log is old: since the least recent fetch
+    answer among its partitions (a broker outage makes this grow); 0 until each has answered
+    once. Fetch answers arrive every ~0.1 s when all is well."""
+    answered = [consumer.last_poll_timestamp(tp) for tp in tps]
+    if any(stamp is None for stamp in answered):
+        return 0.0
+    return max(0.0, now - min(answered) / 1000)  # type: ignore[type-var]
 
 
 async def _until(predicate: Callable[[], bool], interval: float = 0.05) -> None:
