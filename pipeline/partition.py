@@ -31,6 +31,11 @@ class Rejection:
     detail: str
 
 
+UNREADABLE = "unreadable_record"
+"""Reject reason of a record the Kafka client cannot parse (e.g. a header key that is not UTF-8):
+its bytes never reach us, so its dead letter carries only the reason and where it lies."""
+
+
 class PartitionProcessor:
     def __init__(
         self,
@@ -101,6 +106,14 @@ class PartitionProcessor:
             self.out.count("late", (self.topic_name,))
             return
         self.handler.handle(event, self.out)
+
+    def reject_unreadable(self, offset: int, detail: str) -> None:
+        """Step over a record the client cannot parse, leaving a reason-only dead letter."""
+        if offset < self.position:
+            return
+        self.position = offset + 1
+        self.rejected.append(Rejection(offset, None, None, (), UNREADABLE, detail))
+        self.out.count("rejected", (self.topic_name, UNREADABLE))
 
     def process_link(self, offset: int, key: bytes | None, value: bytes | None, now: float) -> None:
         """An order named a cart of this partition (see pipeline/links.py)."""

@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -237,10 +238,13 @@ class Worker:
         last_flush = self.clock()
         try:
             while True:
-                batch = await consumer.getmany(
-                    timeout_ms=int(self.settings.flush_interval * 1000),
-                    max_records=self.settings.max_batch,
-                )
+                try:
+                    batch = await consumer.getmany(
+                        timeout_ms=int(self.settings.flush_interval * 1000),
+                        max_records=self.settings.max_batch,
+                    )
+                except UnicodeDecodeError:
+                    batch = await self._step_over_unreadable(consumer)
                 links = {}
                 if self.link_consumer.assignment():
                     links = await self.link_consumer.getmany(
@@ -271,6 +275,51 @@ class Worker:
             # a last flush and a clean leave, unless the broker is gone: then shut down anyway
             await bounded_shutdown(self._final_flush())
             await bounded_shutdown(consumer.stop())
+
+    async def _step_over_unreadable(
+        self, consumer: AIOKafkaConsumer
+    ) -> dict[TopicPartition, list[Any]]:
+        """Find and skip a record aiokafka cannot parse, instead of failing on it forever.
+
+        A header key that is not UTF-8 makes every fetch of its batch raise, and the raise also
+        drops records already taken from other partitions in that call. So: rewind every
+        partition to what its processor has processed, then read each alone; the one that raises
+        is read record by record up to the culprit, which is dead-lettered (reason only: its bytes
+        never reach us) and stepped over. Returns the records read meanwhile, to process as usual.
+        """
+        async with self._lock:
+            for tp, processor in self.processors.items():
+                consumer.seek(tp, processor.position)
+            batch: dict[TopicPartition, list[Any]] = {}
+            for tp, processor in list(self.processors.items()):
+                try:
+                    batch.update(await consumer.getmany(tp, timeout_ms=FETCH_MAX_WAIT_MS))
+                    continue
+                except UnicodeDecodeError:
+                    consumer.seek(tp, processor.position)
+                while True:
+                    try:
+                        step = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+                    except UnicodeDecodeError as error:
+                        offset = processor.position
+                        processor.reject_unreadable(
+                            offset, f"the Kafka client cannot parse it: {error.reason}"
+                        )
+                        log.warning(
+                            "stepped over unreadable record %s:%d@%d",
+                            tp.topic,
+                            tp.partition,
+                            offset,
+                        )
+                        consumer.seek(tp, processor.position)
+                        break
+                    if not step:
+                        break
+                    for record in step.get(tp, []):
+                        processor.process(
+                            record.offset, record.key, record.value, record.headers, self.clock()
+                        )
+            return batch
 
     async def _skip_markers(self, consumer: AIOKafkaConsumer) -> None:
         """Move processors past offsets the consumer passed without a record.
@@ -377,13 +426,19 @@ class Worker:
         return True
 
     async def _send_all(self, records: list[_Record]) -> None:
-        futures = [
-            await self.producer.send(
-                r.topic, value=r.value, key=r.key, partition=r.partition, headers=r.headers
-            )
-            for r in records
-        ]
+        futures = [await self._send(r) for r in records]
         await asyncio.gather(*futures)
+
+    async def _send(self, r: _Record) -> asyncio.Future[Any]:
+        if r.key is None and r.value is None:
+            # a dead letter of a record with neither (a keyless tombstone, or one the client
+            # could not parse): producer.send refuses that, a batch of its own does not
+            batch = self.producer.create_batch()
+            batch.append(key=None, value=None, timestamp=None, headers=r.headers or [])
+            return await self.producer.send_batch(batch, r.topic, partition=r.partition or 0)
+        return await self.producer.send(
+            r.topic, value=r.value, key=r.key, partition=r.partition, headers=r.headers
+        )
 
     async def _drain_outbox(self) -> None:
         """Before partitions change hands, everything cut so far must be in the log."""

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import random
+import subprocess
+import sys
 import time
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
+from bench.data import hostile_corpus
+from pipeline.partition import UNREADABLE
 from schemas import REJECT_REASONS
 from tests.integration.harness import (
     Pipeline,
@@ -90,57 +97,13 @@ def test_replaying_every_event_changes_no_metric(broker, tmp_path):
         pipeline.stop()
 
 
-def garbage(rng: random.Random, now: float) -> list[tuple[bytes | None, bytes | None]]:
-    """Random and hand-picked hostile records (key, value) for the surveys topic."""
-    valid = orjson.dumps(survey(now - 10, 9))
-    records: list[tuple[bytes | None, bytes | None]] = []
-    for _ in range(200):
-        kind = rng.randrange(6)
-        if kind == 0:
-            value = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300)))
-        elif kind == 1:
-            value = valid[: rng.randrange(1, len(valid))]
-        elif kind == 2:
-            cut = rng.randrange(len(valid))
-            value = valid[:cut] + bytes([rng.randrange(128, 256)]) + valid[cut + 1 :]
-        elif kind == 3:
-            event = orjson.loads(valid)
-            field = rng.choice(list(event))
-            event[field] = rng.choice([None, 1e308, -1, "", [], {}, True, "x" * 300, "NaN"])
-            value = orjson.dumps(event)
-        elif kind == 4:
-            depth = rng.randrange(65, 200)
-            value = b'{"event_id": "deep", "x": ' + b"[" * depth + b"]" * depth + b"}"
-        else:
-            value = orjson.dumps(
-                {
-                    **orjson.loads(valid),
-                    "occurred_at": rng.choice(
-                        [
-                            "2026-01-01T00:00:00",
-                            "1999-01-01",
-                            "9999-12-31T23:59:59Z",
-                            "yesterday",
-                            1700000000,
-                        ]
-                    ),
-                }
-            )
-        records.append(
-            (rng.choice([None, b"", b"k", bytes(rng.randrange(256) for _ in range(8))]), value)
-        )
-    records.append((b"k", b"{" + b" " * 300_000 + b"}"))
-    records.append((b"k", valid.replace(b'"score":9', b'"score":1' + b"0" * 40)))  # huge number
-    return records
-
-
 def test_hostile_records_are_dead_lettered_unchanged_counted_and_secret_free(broker, tmp_path):
     pipeline = Pipeline(broker.bootstrap)
     try:
         worker = pipeline.start_worker(tmp_path)
         now = time.time()
         topic = pipeline.prefix + "surveys"
-        bad = garbage(random.Random(5), now)
+        bad = hostile_corpus(random.Random(5), orjson.dumps(survey(now - 10, 9)))
         secret_bad = orjson.dumps(
             {**survey(now, 9), "customer_id": 42, "comment": SECRET, "score": SECRET}
         )
@@ -171,6 +134,71 @@ def test_hostile_records_are_dead_lettered_unchanged_counted_and_secret_free(bro
             assert SECRET.encode() not in found["cx.error.detail"]
         assert SECRET not in worker.metrics_text()
         assert SECRET not in worker.log_path.read_text(errors="replace")
+        assert worker.proc is not None and worker.proc.poll() is None
+    finally:
+        pipeline.stop()
+
+
+def produce_keyless_tombstone(bootstrap: str, topic: str) -> None:
+    """A record with neither key nor value (aiokafka's ``send`` refuses one; a batch does not)."""
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            batch = producer.create_batch()
+            batch.append(key=None, value=None, timestamp=None)
+            await (await producer.send_batch(batch, topic, partition=0))
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+
+
+def test_a_record_the_kafka_client_cannot_parse_is_stepped_over_not_fatal(broker, tmp_path):
+    """A header key that is not UTF-8 makes aiokafka raise on every fetch of its batch; a record
+    with neither key nor value must still reach the dead-letter topic as it is."""
+    pipeline = Pipeline(broker.bootstrap)
+    try:
+        worker = pipeline.start_worker(tmp_path)
+        now = time.time()
+        before = [survey(now - 30 + i, 9) for i in range(20)]
+        after = [survey(now - 10 + i, 10) for i in range(20)]
+        produce_events(broker.bootstrap, pipeline.prefix, before)
+        poisoned = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tests.integration.unreadable_record",
+                broker.bootstrap,
+                pipeline.prefix + "surveys",
+                "poison",
+            ],
+            env={**os.environ, "AIOKAFKA_NO_EXTENSIONS": "1"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert poisoned.returncode == 0, poisoned.stderr
+        produce_keyless_tombstone(broker.bootstrap, pipeline.prefix + "surveys")
+        produce_events(broker.bootstrap, pipeline.prefix, after)
+
+        counted = ("cx_events_total",)
+        wait_for(
+            lambda: sum(cx_samples(worker.samples(), counted).values()) == len(before + after),
+            60,
+            "every readable event counted around the unreadable one",
+        )
+        rejected = cx_samples(worker.samples(), ("cx_events_rejected_total",))
+        topic = pipeline.prefix + "surveys"
+        assert rejected == {
+            ("cx_events_rejected_total", frozenset({"topic": topic, "reason": reason}.items())): 1
+            for reason in (UNREADABLE, "invalid_json")
+        }
+        dead = consume_all(broker.bootstrap, pipeline.prefix + "dead-letter", 2)
+        reasons = sorted(dict(record.headers)["cx.error.reason"] for record in dead)
+        assert reasons == [b"invalid_json", UNREADABLE.encode()]
+        assert all(record.key is None and record.value is None for record in dead)
         assert worker.proc is not None and worker.proc.poll() is None
     finally:
         pipeline.stop()
