@@ -67,7 +67,7 @@ def run_log(topic: str, hours: float, flush: float = 30.0) -> tuple[PartitionPro
 def state_of(proc: PartitionProcessor) -> tuple:
     return (
         proc.handler.take_changes(full=True),
-        sorted(proc.ids._minute_of.items()),
+        sorted(proc.ids),
         proc.out.pending_to_wire(),
         proc.seq,
         proc.next_offset,
