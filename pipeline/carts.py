@@ -52,6 +52,13 @@ def step_label(step: str | None) -> str:
 
 def add_activity(segments: list[list[float]], time: float, timeout: float) -> None:
     """Insert ``time`` into sorted, gap-separated segments, merging what it bridges."""
+    if segments and time >= segments[-1][1]:  # in order, the usual case: no re-sort
+        last = segments[-1]
+        if time - last[1] <= timeout:
+            last[1] = time
+        elif len(segments) < MAX_SEGMENTS:
+            segments.append([time, time])
+        return
     segments.append([time, time])
     segments.sort()
     merged: list[list[float]] = []

@@ -252,3 +252,19 @@ def test_segments_merge_gaps_within_the_timeout():
     assert segments == [[0, 5000]]
     add_activity(segments, 9000, 1800)
     assert segments == [[0, 5000], [9000, 9000]]
+
+
+@given(st.lists(st.integers(0, 40_000), min_size=1, max_size=40), st.randoms())
+def test_segments_equal_a_merge_of_the_sorted_times_in_any_arrival_order(times, rng):
+    expected: list[list[float]] = []
+    for t in sorted(times):
+        if expected and t - expected[-1][1] <= TIMEOUT:
+            expected[-1][1] = t
+        else:
+            expected.append([t, t])
+    arrival = list(times)
+    rng.shuffle(arrival)
+    segments: list[list[float]] = []
+    for t in arrival:
+        add_activity(segments, t, TIMEOUT)
+    assert segments == expected
