@@ -34,8 +34,7 @@ def test_backfilled_carts_convert_when_their_orders_queue_behind_thousands(broke
 
         worker = pipeline.start_worker(tmp_path)
         wait_for(
-            lambda: sum(cx_samples(worker.samples(), ("cx_events_total",)).values())
-            == len(events),
+            lambda: sum(cx_samples(worker.samples(), ("cx_events_total",)).values()) == len(events),
             120,
             "every event counted",
         )
