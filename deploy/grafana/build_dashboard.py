@@ -447,6 +447,18 @@ ROWS: tuple[Row, ...] = (
                 unit="s",
             ),
             Panel(
+                "Cart decisions behind",
+                (
+                    q(
+                        "max by (instance) (cx_pipeline_cart_decisions_behind_seconds)",
+                        "{{instance}}",
+                    ),
+                ),
+                "How far cart outcomes trail the clock: a cart is decided only once every order "
+                "already in Kafka reached it (about a second; a backfill raises it).",
+                unit="s",
+            ),
+            Panel(
                 "Assigned partitions by worker",
                 (q("sum by (instance) (cx_pipeline_assigned_partitions)", "{{instance}}"),),
                 "Source partitions owned by each worker (rebalances show as steps).",

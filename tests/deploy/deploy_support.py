@@ -22,6 +22,7 @@ PIPELINE_METRICS = frozenset(
         "cx_pipeline_checkpoints_total",
         "cx_pipeline_view_ready",
         "cx_pipeline_view_lag_seconds",
+        "cx_pipeline_cart_decisions_behind_seconds",
     }
 )
 # Series every Prometheus has for any target.
