@@ -33,23 +33,16 @@ def _version(package: str) -> str:
         return "absent"
 
 
-def _git_commit() -> str:
+def _git(*args: str) -> str:
     root = Path(__file__).resolve().parent.parent
+    command = ["git", "-C", str(root), *args]
+    return subprocess.run(command, capture_output=True, text=True, check=True, timeout=10).stdout
+
+
+def _git_commit() -> str:
     try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
+        head = _git("rev-parse", "--short", "HEAD").strip()
+        dirty = _git("status", "--porcelain", "--untracked-files=no").strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head + ("-dirty" if dirty else "")
@@ -100,13 +93,21 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
 
     thousands = FuncFormatter(lambda value, _: f"{value / 1000:g}k" if value else "0")
 
+    workers = results["parameters"]["scale_workers"]
+    garbage = results["parameters"]["garbage_share"]
     stages = [
         ("aiokafka\nconsume only", results["raw_consume"]["events_per_s"], "#9e9e9e"),
         ("aiokafka +\ndecode_record\n(ceiling)", results["raw_ceiling"]["events_per_s"], "#607d8b"),
         ("cx-pipeline\nworker", results["pipeline"]["events_per_s"], "#2e7d32"),
+        (f"{workers} workers,\none group", results["scale_out"]["events_per_s"], "#66bb6a"),
+        (
+            f"1 worker,\n{garbage:.0%} garbage\n(records/s)",
+            results["hostile"]["records_per_s"],
+            "#f9a825",
+        ),
         ("naive Faust\nagent", results["naive"]["events_per_s"], "#c62828"),
     ]
-    fig, (bars, memory) = plt.subplots(1, 2, figsize=(11, 4.2), width_ratios=(3, 2))
+    fig, (bars, memory) = plt.subplots(1, 2, figsize=(13, 4.4), width_ratios=(3, 2))
     names = [name for name, _, _ in stages]
     values = [value for _, value, _ in stages]
     drawn = bars.bar(names, values, color=[color for _, _, color in stages])
@@ -115,7 +116,7 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     bars.yaxis.set_major_formatter(thousands)
     bars.set_title(f"Throughput, {results['parameters']['events']:,} events", fontsize=10)
     bars.margins(y=0.15)
-    bars.tick_params(axis="x", labelsize=8)
+    bars.tick_params(axis="x", labelsize=7)
 
     curve = results["memory"]["rss_curve"]
     memory.plot([p["events"] for p in curve], [p["rss_mb"] for p in curve], color="#2e7d32")
@@ -135,6 +136,52 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+Row = tuple[str, str, str]
+
+
+def _scale_out_rows(results: dict[str, Any]) -> list[Row]:
+    """Two workers against one, and the partition model that explains the ratio."""
+    scale, pipe = results["scale_out"], results["pipeline"]
+    partitioning = results["prefill"]["partitioning"]
+    workers = scale["workers"]
+    return [
+        (
+            f"**{workers} workers**, one consumer group",
+            _rate(scale["events_per_s"]),
+            f"**{scale['vs_one_worker']:.2f}× one worker**; the same {scale['events']:,} events "
+            f"(prefill + latency stage); CPU: workers {scale['worker_cpu_utilisation']:.2f}, "
+            f"broker {scale.get('broker_busy_cores', 0):.2f}, machine "
+            f"{scale.get('machine_busy_cores', 0):.2f} of {results['machine']['cpu_count']} cores",
+        ),
+        (
+            "",
+            "",
+            f"every worker folds every checkpoint into its whole-shop view: "
+            f"{scale['view_fold_us_per_event']:.1f} of the {pipe['worker_cpu_us_per_event']:.0f} "
+            f"µs/event, not divided by workers; model ingest/{workers} + view predicts "
+            f"{scale['model_ratio']:.2f}× (≤ {scale['view_bound_ratio']:.0f}× with any number); "
+            f"hottest of {partitioning['partitions']} partitions, {partitioning['max_partition']}, "
+            f"carries {partitioning['max_partition_share']:.1%} of the events",
+        ),
+    ]
+
+
+def _hostile_rows(results: dict[str, Any]) -> list[Row]:
+    """The clean data with garbage mixed in: records/s against the clean drain, and the count."""
+    hostile = results["hostile"]
+    matches = "all dead-lettered" if hostile["rejected_matches_garbage"] else "**MISMATCH**"
+    reasons = ", ".join(f"{name} {count:,}" for name, count in hostile["rejected_reasons"].items())
+    return [
+        (
+            f"**1 worker, {hostile['garbage_share']:.0%} garbage** (records/s)",
+            _rate(hostile["records_per_s"]),
+            f"**{hostile['vs_clean']:.2f}× the clean drain**; {hostile['valid_events']:,} events + "
+            f"{hostile['garbage']:,} garbage: {hostile['rejected']:,.0f} rejected, "
+            f"{hostile['dead_letters']:,.0f} dead letters ({matches}): {reasons}",
+        )
+    ]
 
 
 def markdown_table(results: dict[str, Any]) -> str:
@@ -161,7 +208,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         else f"{p['latency_load']:.0%} of the pipeline's rate"
     )
     polls_cpu = pipe["scrape_cpu_ms"] / lat["poll_ms"]
-    rows = [
+    rows: list[Row] = [
         ("stage", "events/s", "notes"),
         ("---", "---:", "---"),
         (
@@ -187,6 +234,8 @@ def markdown_table(results: dict[str, Any]) -> str:
             f"{pipe.get('broker_busy_cores', 0):.2f}, harness {pipe.get('harness_busy_cores', 0):.2f},"
             f" other processes {pipe.get('other_busy_cores', 0):.2f} cores",
         ),
+        *_scale_out_rows(results),
+        *_hostile_rows(results),
         ("**naive Faust agent** + `decode_record`", _rate(naive["events_per_s"]), naive_note),
         (
             "pipeline / ceiling",

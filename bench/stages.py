@@ -1,4 +1,5 @@
-"""The measured stages: raw ceiling, pipeline drain, end-to-end latency.
+"""The measured stages: raw ceiling, pipeline drain (one worker or a group), view fold cost,
+end-to-end latency.
 
 Each returns a plain dict of figures (seconds, events/s, ...) for the report. Time is measured
 with ``time.perf_counter`` inside a process and ``time.time`` across processes.
@@ -9,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import gc
 import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import orjson
@@ -23,23 +26,61 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from bench.data import BenchRecord, make_producer, partition_of, send_records
 from bench.profile import Profiler
 from bench.worker import MetricsSnapshot, WorkerProcess, parse_metrics
+from pipeline.checkpoint import Checkpoint
+from pipeline.settings import Settings
 from pipeline.simulate import SimEvent
 from pipeline.topics import SOURCE_TOPICS
+from pipeline.view import View
+from pipeline.windows import window_specs
 from schemas import EventRejected, decode_record
 
 __all__ = [
     "DrainSample",
+    "Progress",
+    "counted_events",
+    "counted_records",
     "drain_pipeline",
     "measure_latency",
     "raw_ceiling",
+    "read_log",
     "rss_by_progress",
+    "scale_model",
     "scrape_cost",
+    "view_fold_cost",
 ]
 
 MB = 1024 * 1024
 
 
 # --- raw ceiling -------------------------------------------------------------------------------
+@contextlib.asynccontextmanager
+async def _reader(
+    bootstrap: str, topics: Iterable[str], partition_fetch_bytes: int = 4 * MB
+) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
+    """A bare consumer (no group, manual assignment) on every partition of ``topics``, at the
+    beginning."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_bytes=64 * MB,
+        max_partition_fetch_bytes=partition_fetch_bytes,
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()  # metadata
+        tps = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        yield consumer, tps
+    finally:
+        await consumer.stop()
+
+
 async def raw_ceiling(
     bootstrap: str, prefix: str, expected: int, *, validate: bool, timeout: float
 ) -> dict[str, float]:
@@ -48,24 +89,8 @@ async def raw_ceiling(
     No group (manual assignment), ``getmany`` in batches of 10 000; with ``validate`` every record
     goes through ``decode_record`` (``orjson.loads`` + the contract) with ``now=time.time()``.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        fetch_max_bytes=64 * MB,
-        max_partition_fetch_bytes=4 * MB,
-    )
-    await consumer.start()
-    try:
-        short = {prefix + name: name for name in SOURCE_TOPICS}
-        await consumer.topics()  # metadata
-        tps = [
-            TopicPartition(topic, p)
-            for topic in short
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+    short = {prefix + name: name for name in SOURCE_TOPICS}
+    async with _reader(bootstrap, short) as (consumer, _):
         count = rejected = 0
         began = time.perf_counter()
         deadline = began + timeout
@@ -83,8 +108,6 @@ async def raw_ceiling(
                             rejected += 1
                 count += len(records)
         seconds = time.perf_counter() - began
-    finally:
-        await consumer.stop()
     return {
         "events": count,
         "seconds": seconds,
@@ -93,120 +116,262 @@ async def raw_ceiling(
     }
 
 
+# --- the replicated view -----------------------------------------------------------------------
+async def read_log(bootstrap: str, topic: str) -> list[bytes]:
+    """Every value of ``topic``, up to the end offsets AND an empty fetch (Tansu reports a
+    multi-record batch's base offset + 1 as the end, so the offset alone stops short)."""
+    async with _reader(bootstrap, [topic], partition_fetch_bytes=64 * MB) as (consumer, tps):
+        end = await consumer.end_offsets(tps)
+        values: list[bytes] = []
+        while True:
+            batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            for records in batch.values():
+                values.extend(record.value for record in records if record.value is not None)
+            if not batch and all([await consumer.position(tp) >= end[tp] for tp in tps]):
+                return values
+
+
+def view_fold_cost(checkpoints: Sequence[bytes], events: float) -> dict[str, float]:
+    """CPU to fold a drain's checkpoint log into a fresh whole-shop view, as a worker's view does.
+
+    Every worker tails the WHOLE log (replicated stage 2: any worker exports complete numbers),
+    so this cost is paid once per worker for every event of the shop: the part of the work that
+    adding workers does not divide. Decoded ``for_view`` and applied as the worker's view loop
+    does (without its expiry and recovery index). The harness's own heap is frozen out of the
+    GC first so that its millions of prefill objects do not bill the fold.
+    """
+    view = View(window_specs(Settings().window_seconds))
+    gc.collect()
+    gc.freeze()
+    try:
+        began = time.process_time()
+        for value in checkpoints:
+            view.apply(Checkpoint.decode(value, for_view=True))
+        seconds = time.process_time() - began
+    finally:
+        gc.unfreeze()
+    return {
+        "checkpoints": len(checkpoints),
+        "checkpoints_applied": view.applied,
+        "checkpoint_bytes": sum(len(value) for value in checkpoints),
+        "view_fold_cpu_seconds": seconds,
+        "view_fold_us_per_event": seconds / events * 1e6,
+    }
+
+
+def scale_model(
+    one_worker_us: float, view_us: float, workers: int, max_partition_share: float
+) -> dict[str, float]:
+    """What the partition model predicts for ``workers`` workers, each on its own core.
+
+    One worker spends ``one_worker_us`` of CPU per event: ingest (split between the workers of
+    the group, by partition) plus the view fold ``view_us`` (every worker, every event). So each
+    of n workers spends ingest / n + view per event of the shop, and the speed-up is
+    one_worker / (ingest / n + view); with unboundedly many it tends to one_worker / view, and
+    the hottest partition (one worker's at least) caps ingest at 1 / max_partition_share.
+    """
+    ingest_us = max(0.0, one_worker_us - view_us)
+    return {
+        "ingest_us_per_event": ingest_us,
+        "model_ratio": one_worker_us / (ingest_us / workers + view_us),
+        "view_bound_ratio": one_worker_us / view_us if view_us > 0 else math.inf,
+        "partition_bound_ratio": 1 / max_partition_share,
+    }
+
+
 # --- pipeline drain ----------------------------------------------------------------------------
+Progress = Callable[[MetricsSnapshot], float]
+"""What a drain counts on /metrics: valid events, or every record (events + rejected)."""
+
+
+def counted_events(snapshot: MetricsSnapshot) -> float:
+    return snapshot.events
+
+
+def counted_records(snapshot: MetricsSnapshot) -> float:
+    """Valid events and dead-lettered records: everything a worker has consumed."""
+    return snapshot.events + snapshot.rejected
+
+
 @dataclass(frozen=True, slots=True)
 class DrainSample:
     seconds: float
-    """Since the worker process was started."""
+    """Since the workers were started."""
     events: float
     rss: int
+    """Sum over the workers."""
     cpu_seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class _GroupPoll:
+    """One scrape of every worker: the slowest view decides how far the group has got."""
+
+    progress: float
+    slowest: MetricsSnapshot
+    assigned: tuple[float, ...]
+
+    def balanced(self, partitions: int) -> bool:
+        """Every worker owns partitions and together they own all of them."""
+        return all(self.assigned) and sum(self.assigned) >= partitions
+
+
+def _poll_group(workers: Sequence[WorkerProcess], progress: Progress) -> _GroupPoll | None:
+    snapshots = [worker.snapshot() for worker in workers]
+    if any(snapshot is None for snapshot in snapshots):
+        return None
+    answered = [snapshot for snapshot in snapshots if snapshot is not None]
+    slowest = min(answered, key=progress)
+    return _GroupPoll(progress(slowest), slowest, tuple(s.assigned_partitions for s in answered))
+
+
+@dataclass(frozen=True, slots=True)
+class _Mark:
+    at: float
+    """``time.perf_counter()`` of the poll."""
+    progress: float
+    cpu: float
+    """CPU seconds of all workers so far."""
+
+
+class _Drain:
+    """The marks of one drain, filled poll by poll (see :func:`drain_pipeline`)."""
+
+    def __init__(self, workers: Sequence[WorkerProcess], expected: int, partitions: int) -> None:
+        self.workers, self.expected, self.partitions = workers, expected, partitions
+        self.spawn = time.perf_counter()
+        self.samples: list[DrainSample] = []
+        self.scrape_seconds: list[float] = []
+        self.assigned: _Mark | None = None
+        self.first: _Mark | None = None
+        self.start: _Mark | None = None
+        self.done: _Mark | None = None
+        self.assignments: list[tuple[float, ...]] = []
+        self.last: _GroupPoll | None = None
+
+    def cpu(self) -> float:
+        return sum(worker.cpu_seconds() for worker in self.workers)
+
+    def record(self, state: _GroupPoll, now: float) -> _Mark:
+        self.last = state
+        mark = _Mark(now, state.progress, self.cpu())
+        rss = sum(worker.rss() for worker in self.workers)
+        self.samples.append(DrainSample(now - self.spawn, state.progress, rss, mark.cpu))
+        balanced = state.balanced(self.partitions)
+        if self.assigned is None and balanced:
+            self.assigned = mark
+        if self.first is None and state.progress > 0:
+            self.first = mark
+        if self.start is None and balanced and state.progress > 0:
+            self.start = mark
+        if self.start is not None and state.assigned not in self.assignments[-1:]:
+            self.assignments.append(state.assigned)
+        if state.progress >= self.expected:
+            self.done = mark
+        return mark
+
+    def timeout_error(self, timeout: float) -> TimeoutError:
+        counted = self.last.progress if self.last else 0
+        tails = "\n".join(worker.log_tail() for worker in self.workers)
+        return TimeoutError(
+            f"pipeline counted {counted:.0f} of {self.expected} in {timeout:.0f} s\n{tails}"
+        )
+
+
 def drain_pipeline(
-    worker: WorkerProcess,
+    workers: Sequence[WorkerProcess],
     expected: int,
     *,
     partitions: int,
+    progress: Progress = counted_events,
     poll: float = 0.2,
     timeout: float = 300.0,
     profiler: Profiler | None = None,
     broker_pid: int | None = None,
-) -> tuple[dict[str, float], list[DrainSample]]:
-    """Start ``worker`` on prefilled topics and poll /metrics until it counted ``expected``.
+) -> tuple[dict[str, Any], list[DrainSample]]:
+    """Start ``workers`` (one consumer group) on prefilled topics; poll until ``expected`` counted.
 
-    Marks: *assigned* = the worker reports all ``partitions`` source partitions assigned
-    (consumer-group join and state recovery done); *first* = the first poll with
-    ``cx_events_total > 0``; *done* = the first poll with ``cx_events_total >= expected``.
-    The headline rate is (expected - events at *first*) / (done - first): startup, join and the
-    first checkpoint interval are excluded. Rates from process start and from *assigned* are
-    reported too, and how busy the machine's CPUs were (worker, broker, everything else) in the
-    measured interval: on a shared machine, other load shows there.
+    Every worker's view holds the whole shop, so the group has got as far as its slowest view.
+    Marks: *assigned* = the workers together report all ``partitions`` source partitions
+    assigned, each some (group join and state recovery done); *first* = the first poll with
+    ``progress > 0``; *start* = the first poll that is both; *done* = the first poll with
+    ``progress >= expected``. The headline rate is (expected - progress at *start*) /
+    (done - start): startup, group join, a rebalance as later workers join and the first
+    checkpoint interval are excluded. Rates from process start and from *assigned* are reported
+    too, and how busy the machine's CPUs were (workers, broker, everything else) in the measured
+    interval: on a shared machine, other load shows there.
     """
     machine = _CpuMeter(broker_pid)
-    samples: list[DrainSample] = []
-    scrape_seconds: list[float] = []
-    spawn = time.perf_counter()
-    worker.start()
-    assigned_at = first_at = done_at = None
-    first_events = 0.0
-    cpu_at_first = cpu_at_assigned = cpu_at_done = 0.0
-    last: MetricsSnapshot | None = None
-    next_poll = spawn
+    drain = _Drain(workers, expected, partitions)
+    for worker in workers:
+        worker.start(ready_timeout=None)
+    next_poll = drain.spawn
     try:
-        while True:
+        while drain.done is None:
             next_poll += poll
             asked = time.perf_counter()
-            snapshot = worker.snapshot()
+            state = _poll_group(workers, progress)
             now = time.perf_counter()
-            if now - spawn > timeout:
-                counted = last.events if last else 0
-                raise TimeoutError(
-                    f"pipeline counted {counted:.0f} of {expected} events in {timeout:.0f} s"
-                    f"\n{worker.log_tail()}"
-                )
-            if snapshot is not None:
-                scrape_seconds.append(now - asked)
-                last = snapshot
-                cpu = worker.cpu_seconds()
-                samples.append(DrainSample(now - spawn, snapshot.events, worker.rss(), cpu))
-                if assigned_at is None and snapshot.assigned_partitions >= partitions:
-                    assigned_at, cpu_at_assigned = now, cpu
-                    if profiler is not None:
-                        profiler.start(worker.pid)
-                if first_at is None and snapshot.events > 0:
-                    first_at, first_events, cpu_at_first = now, snapshot.events, cpu
+            if now - drain.spawn > timeout:
+                raise drain.timeout_error(timeout)
+            if state is not None:
+                drain.scrape_seconds.append(now - asked)
+                mark = drain.record(state, now)
+                if profiler is not None and mark is drain.assigned:
+                    profiler.start(workers[0].pid)
+                if mark is drain.start:
                     machine.start()
-                if snapshot.events >= expected:
-                    done_at = now
-                    cpu_at_done = cpu
-                    machine.stop(cpu_at_done - cpu_at_first)
-                    break
+                if mark is drain.done and drain.start is not None:
+                    machine.stop(mark.cpu - drain.start.cpu)
             time.sleep(max(0.0, next_poll - time.perf_counter()))
     finally:
         if profiler is not None:
             profiler.stop()
-    assert first_at is not None and done_at is not None and last is not None
-    if assigned_at is None:  # the gauge was missed between two polls: use the first count
-        assigned_at, cpu_at_assigned = first_at, cpu_at_first
+    return _drain_figures(drain, poll) | machine.figures, drain.samples
+
+
+def _drain_figures(drain: _Drain, poll: float) -> dict[str, Any]:
+    """Rates and CPU of a finished drain (see :func:`drain_pipeline` for the marks)."""
+    done, last = drain.done, drain.last
+    assert done is not None and drain.first is not None and last is not None
+    start = drain.start or drain.first  # a group that never balanced: from the first count
+    assigned = drain.assigned or drain.first  # the gauge was missed between two polls
     # at least one poll: a tiny run can be counted in the very poll it was assigned in
-    from_assigned = max(done_at - assigned_at, poll)
-    steady_events = expected - first_events
-    steady_seconds = done_at - first_at
+    from_assigned = max(done.at - assigned.at, poll)
+    expected = drain.expected
+    steady_events = expected - start.progress
+    steady_seconds = done.at - start.at
     steady_measured = steady_events >= 0.25 * expected and steady_seconds > 0
     if steady_measured:
         headline = steady_events / steady_seconds
-        cpu_seconds, cpu_events, cpu_wall = (
-            cpu_at_done - cpu_at_first,
-            steady_events,
-            steady_seconds,
-        )
+        cpu_from, cpu_events, cpu_wall = start, steady_events, steady_seconds
     else:  # everything arrived in the first checkpoints (tiny runs): from assignment instead
         headline = expected / from_assigned
-        cpu_seconds, cpu_events = cpu_at_done - cpu_at_assigned, expected
-        cpu_wall = from_assigned
-    figures = {
+        cpu_from, cpu_events, cpu_wall = assigned, expected, from_assigned
+    cpu_seconds = done.cpu - cpu_from.cpu
+    return {
+        "workers": len(drain.workers),
         "events": expected,
-        "events_counted": last.events,
-        "rejected": last.rejected,
-        "duplicates": last.duplicates,
+        "events_counted": last.slowest.events,
+        "rejected": last.slowest.rejected,
+        "duplicates": last.slowest.duplicates,
         "events_per_s": headline,
         "steady_measured": steady_measured,
         "seconds_steady": steady_seconds,
-        "events_at_first_count": first_events,
+        "events_at_first_count": start.progress,
         "events_per_s_from_assigned": expected / from_assigned,
-        "events_per_s_from_start": expected / (done_at - spawn),
-        "seconds_from_start": done_at - spawn,
-        "startup_seconds": assigned_at - spawn,
-        "first_count_seconds": first_at - spawn,
+        "events_per_s_from_start": expected / (done.at - drain.spawn),
+        "seconds_from_start": done.at - drain.spawn,
+        "startup_seconds": assigned.at - drain.spawn,
+        "first_count_seconds": drain.first.at - drain.spawn,
+        "assigned_partitions": list(last.assigned),
+        "assignment_changes": max(0, len(drain.assignments) - 1),
         "worker_cpu_seconds": cpu_seconds,
         "worker_cpu_us_per_event": cpu_seconds / cpu_events * 1e6,
         "worker_cpu_utilisation": cpu_seconds / cpu_wall if cpu_wall > 0 else 0.0,
-        **machine.figures,
         "poll_seconds": poll,
-        "scrape_ms_median": statistics.median(scrape_seconds) * 1000,
+        "scrape_ms_median": statistics.median(drain.scrape_seconds) * 1000,
     }
-    return figures, samples
 
 
 class _CpuMeter:

@@ -1,8 +1,10 @@
 """A real pipeline worker as a subprocess (``python -m pipeline.cli worker``) and its /metrics.
 
-The benchmark reads the worker only from outside, as Prometheus would: ``cx_events_total`` (whole
-shop, every valid first-seen event, counted once its checkpoint reached the view) says how far
-the pipeline has got, and psutil gives the process's RSS and CPU time.
+One implementation for the benchmark and the integration tests (tests/integration/harness.py
+re-exports it), so both start, probe and stop a worker the same way. The worker is read only
+from outside, as Prometheus would: ``cx_events_total`` (whole shop, every valid first-seen
+event, counted once its checkpoint reached the view) says how far the pipeline has got, and
+psutil gives the process's RSS and CPU time.
 """
 
 from __future__ import annotations
@@ -14,19 +16,41 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["MetricsSnapshot", "WorkerProcess", "free_port", "parse_metrics"]
+__all__ = [
+    "MetricsSnapshot",
+    "Samples",
+    "WorkerDied",
+    "WorkerProcess",
+    "free_port",
+    "parse_metrics",
+    "parse_samples",
+    "worker_env",
+]
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+"""Every sample of a scrape: (name, labels) -> value."""
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def parse_samples(text: str) -> Samples:
+    """Every sample of Prometheus text format (the full parser: for assertions, not hot loops)."""
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,23 +96,28 @@ def parse_metrics(text: str) -> MetricsSnapshot:
     )
 
 
-class WorkerProcess:
-    """``python -m pipeline.cli worker`` with its own app id, on a free metrics port."""
+def worker_env(*, bootstrap: str, prefix: str, app_id: str, **settings: str) -> dict[str, str]:
+    """``CX_*`` variables of one deployment; ``settings`` are further fields, lower case."""
+    return {
+        "CX_BOOTSTRAP_SERVERS": bootstrap,
+        "CX_TOPIC_PREFIX": prefix,
+        "CX_APP_ID": app_id,
+        "CX_SESSION_TIMEOUT": "1",  # a stopped or killed worker's partitions move within ~1 s
+        **{f"CX_{name.upper()}": value for name, value in settings.items()},
+    }
 
-    def __init__(
-        self, *, bootstrap: str, prefix: str, app_id: str, log_path: Path, **settings: str
-    ) -> None:
+
+class WorkerDied(AssertionError):
+    """The worker process exited while it was expected to run (an AssertionError for pytest)."""
+
+
+class WorkerProcess:
+    """``python -m pipeline.cli worker`` with ``env`` (see :func:`worker_env`) on a free port."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
         self.port = free_port()
+        self.env = {**os.environ, **env, "CX_METRICS_PORT": str(self.port)}
         self.log_path = log_path
-        self.env = {
-            **os.environ,
-            "CX_BOOTSTRAP_SERVERS": bootstrap,
-            "CX_TOPIC_PREFIX": prefix,
-            "CX_APP_ID": app_id,
-            "CX_METRICS_PORT": str(self.port),
-            "CX_SESSION_TIMEOUT": "1",
-            **{f"CX_{name.upper()}": value for name, value in settings.items()},
-        }
         self.proc: subprocess.Popen[bytes] | None = None
         self.process: psutil.Process | None = None
 
@@ -101,7 +130,9 @@ class WorkerProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self) -> None:
+    def start(self, ready_timeout: float | None = 60.0) -> None:
+        """Spawn the worker; wait until /readyz answers 200 unless ``ready_timeout`` is None
+        (the benchmark times the start-up itself)."""
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "pipeline.cli", "worker"],
@@ -110,11 +141,31 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
             )
         self.process = psutil.Process(self.proc.pid)
+        if ready_timeout is not None:
+            self.wait_ready(ready_timeout)
+
+    def wait_ready(self, timeout: float, interval: float = 0.1) -> None:
+        """Poll /readyz until it answers 200; fail at once if the worker exits."""
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"worker not ready at {self.url} after {timeout:.0f} s:\n{self.log_tail()}"
+                )
+            time.sleep(interval)
+
+    def ready(self) -> bool:
+        self.check_alive()
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
 
     def check_alive(self) -> None:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise RuntimeError(
+            raise WorkerDied(
                 f"worker exited with {self.proc.returncode}; log {self.log_path}:\n{self.log_tail()}"
             )
 
@@ -128,6 +179,9 @@ class WorkerProcess:
     def metrics_text(self, timeout: float = 5.0) -> str:
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=timeout) as response:
             return response.read().decode()
+
+    def samples(self) -> Samples:
+        return parse_samples(self.metrics_text())
 
     def snapshot(self) -> MetricsSnapshot | None:
         """The counters now, or None while /metrics does not answer yet."""
@@ -147,31 +201,17 @@ class WorkerProcess:
         return times.user + times.system
 
     def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM (a clean leave: last checkpoint, group leave), SIGKILL after ``timeout``."""
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(timeout)
+            return self.kill()
 
-    def wait_until(
-        self,
-        predicate: Callable[[MetricsSnapshot], object],
-        timeout: float,
-        what: str,
-        interval: float = 0.1,
-    ) -> object:
-        """Poll ``predicate(snapshot)`` until it returns something truthy; return that."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            snapshot = self.snapshot()
-            if snapshot is not None:
-                result = predicate(snapshot)
-                if result:
-                    return result
-            time.sleep(interval)
-        raise TimeoutError(
-            f"timed out after {timeout:.0f} s waiting for {what}:\n{self.log_tail()}"
-        )
+    def kill(self, timeout: float = 10.0) -> int:
+        """SIGKILL: a crash, nothing flushed."""
+        assert self.proc is not None
+        self.proc.kill()
+        return self.proc.wait(timeout)

@@ -1,15 +1,13 @@
-"""Run real workers as subprocesses against the session's broker, and read their /metrics."""
+"""Run real workers as subprocesses against the session's broker, and read their /metrics.
+
+The worker subprocess itself (:class:`~bench.worker.WorkerProcess`, :func:`parse_samples`,
+:func:`free_port`) is the benchmark's, so tests and benchmark start and probe it the same way.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,15 +15,21 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+from bench.worker import Samples, WorkerProcess, free_port, parse_samples, worker_env
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = [
+    "Pipeline",
+    "Samples",
+    "WorkerProcess",
+    "consume_all",
+    "cx_samples",
+    "free_port",
+    "parse_samples",
+    "produce",
+    "produce_events",
+    "wait_for",
+]
 
 
 def wait_for(
@@ -61,15 +65,14 @@ class Pipeline:
         return f"t{self.name}."
 
     def env(self) -> dict[str, str]:
-        return {
-            "CX_BOOTSTRAP_SERVERS": self.bootstrap,
-            "CX_TOPIC_PREFIX": self.prefix,
-            "CX_APP_ID": f"cxt-{self.name}",
-            "CX_SESSION_TIMEOUT": "1",
-            "CX_FLUSH_INTERVAL": "0.2",
-            "CX_SOURCE_PARTITIONS": "4",
-            **self.extra_env,
-        }
+        common = worker_env(
+            bootstrap=self.bootstrap,
+            prefix=self.prefix,
+            app_id=f"cxt-{self.name}",
+            flush_interval="0.2",
+            source_partitions="4",
+        )
+        return common | self.extra_env
 
     def start_worker(self, log_dir: Path) -> WorkerProcess:
         worker = WorkerProcess(self.env(), log_dir / f"worker-{len(self.workers)}.log")
@@ -80,68 +83,6 @@ class Pipeline:
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()
-
-
-class WorkerProcess:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.env = {**os.environ, **env, "CX_METRICS_PORT": str(self.port)}
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, ready_timeout: float = 60) -> None:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "worker"], env=self.env, stdout=log, stderr=log
-        )
-        wait_for(self.ready, ready_timeout, f"worker ready at {self.url} (log {self.log_path})")
-
-    def ready(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"worker exited with {self.proc.returncode}: {self.log_tail()}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def metrics_text(self) -> str:
-        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as response:
-            return response.read().decode()
-
-    def samples(self) -> Samples:
-        return parse_samples(self.metrics_text())
-
-    def stop(self, timeout: float = 20) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-
-
-def parse_samples(text: str) -> Samples:
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
 
 
 def cx_samples(samples: Samples, names: Iterable[str]) -> Samples:
