@@ -134,6 +134,8 @@ class CartHandler:
         )
         self.carts: dict[str, Cart] = {}
         self._due: list[tuple[float, str]] = []
+        self._wake: dict[str, float] = {}
+        """Each cart's earliest pending timer: a later one is not queued (one entry per cart)."""
         self._changed: set[str] = set()
 
     # -- input ------------------------------------------------------------------------------
@@ -168,20 +170,30 @@ class CartHandler:
             cart = self.carts[cart_id] = Cart()
         cart.last_arrival = now
         self._changed.add(cart_id)
-        heapq.heappush(self._due, (now + self.quiet, cart_id))
+        self._schedule(cart_id, now + self.quiet)
         return cart
+
+    def _schedule(self, cart_id: str, due: float) -> None:
+        """Wake ``cart_id`` at ``due``, unless it wakes earlier anyway: every decision step
+        re-schedules what it still waits for, so one pending timer per cart is enough."""
+        if self._wake.get(cart_id, float("inf")) <= due:
+            return
+        self._wake[cart_id] = due
+        heapq.heappush(self._due, (due, cart_id))
 
     # -- decisions -----------------------------------------------------------------------------
     def tick(self, now: float, out: Observations) -> None:
         while self._due and self._due[0][0] <= now:
-            _, cart_id = heapq.heappop(self._due)
+            due, cart_id = heapq.heappop(self._due)
+            if self._wake.get(cart_id) == due:
+                del self._wake[cart_id]
             cart = self.carts.get(cart_id)
             if cart is not None:
                 self._decide(cart_id, cart, now, out)
 
     def _decide(self, cart_id: str, cart: Cart, now: float, out: Observations) -> None:
         if now - cart.last_arrival < self.quiet:
-            heapq.heappush(self._due, (cart.last_arrival + self.quiet, cart_id))
+            self._schedule(cart_id, cart.last_arrival + self.quiet)
             return
         if cart.outcome in ("converted", "recovered"):
             self._expire_later(cart_id, cart, now)
@@ -201,7 +213,7 @@ class CartHandler:
             self._expire_later(cart_id, cart, now)
             return
         if now < idle_at + self.lateness:
-            heapq.heappush(self._due, (idle_at + self.lateness, cart_id))
+            self._schedule(cart_id, idle_at + self.lateness)
             return
         cart.idle_at = idle_at
         started, last_step = cart.last_step_before(idle_at)
@@ -229,7 +241,7 @@ class CartHandler:
             del self.carts[cart_id]
             self._changed.add(cart_id)
         else:
-            heapq.heappush(self._due, (forget_at, cart_id))
+            self._schedule(cart_id, forget_at)
 
     # -- persistence --------------------------------------------------------------------------
     def take_changes(self, full: bool = False) -> dict[str, Any]:
@@ -250,7 +262,7 @@ class CartHandler:
                 self.carts.pop(cart_id, None)
             else:
                 self.carts[cart_id] = Cart.from_wire(wire)
-                heapq.heappush(self._due, (0.0, cart_id))  # re-evaluated on the first tick
+                self._schedule(cart_id, 0.0)  # re-evaluated on the first tick
 
 
 def metrics(view: View, now: float) -> Iterator[Metric]:

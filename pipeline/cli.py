@@ -273,6 +273,17 @@ def bench(ctx: typer.Context) -> None:
     raise typer.Exit(run_bench(list(ctx.args)))
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def soak(ctx: typer.Context) -> None:
+    """Soak: simulated days through one worker on an accelerated clock; RSS per hour (see --help)."""
+    from bench.soak import main as run_soak
+
+    raise typer.Exit(run_soak(list(ctx.args)))
+
+
 @schemas_app.command("export")
 def schemas_export(directory: Annotated[Path, typer.Argument(help="Output directory.")]) -> None:
     """Write the JSON Schema files of the event contract to DIRECTORY."""

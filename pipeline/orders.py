@@ -15,8 +15,9 @@ Decisions where the contract is silent:
 * Refunds: the order's placed channel if known, else the refund event's own channel; the currency
   is always the refund event's (a refund may be paid in another currency than the order).
 * A second ``order.placed`` for a known order is ignored (it would double the revenue).
-* Memory: an order is forgotten ``retention`` (default 30 days) after its latest event time once
-  delivered, or ``undelivered_retention`` (default 90 days) if it never was. A refund after that
+* Memory: an order is forgotten ``retention`` after its latest event time once delivered, or
+  ``undelivered_retention`` if it never was (the worker sets both to ``CX_ENTITY_RETENTION``,
+  30 days). A refund after that
   counts under the refund's channel; a delivery after that counts as an unknown promise. A
   re-sent ``order.placed`` cannot double count meanwhile: its event time is past the longest window,
   so it arrives late and is never aggregated.

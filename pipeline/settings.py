@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     quiet_period: float = Field(
         5.0, ge=0, description="No-event period before a cart decision (s)."
     )
+    entity_retention: float = Field(
+        30 * 86_400.0,
+        gt=0,
+        description="How long a finished ticket or an order is remembered after its last event, "
+        "for reopens, refunds and deliveries (s). Bounds memory: about 350 bytes each.",
+    )
     max_future_skew: float = Field(
         300.0, ge=0, description="Reject events this far in the future (s)."
     )

@@ -64,9 +64,10 @@ def make_handler(topic: str, settings: Settings) -> DomainHandler:
             quiet=settings.quiet_period,
         )
     if topic == "orders":
-        return OrderHandler()
+        retention = settings.entity_retention
+        return OrderHandler(retention=retention, undelivered_retention=retention)
     if topic == "tickets":
-        return TicketHandler()
+        return TicketHandler(retention=settings.entity_retention)
     raise ValueError(f"no domain logic for topic {topic!r}")
 
 
