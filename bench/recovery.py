@@ -89,7 +89,12 @@ async def _run_worker(settings: Settings, body: Callable[[Worker], Any]) -> Any:
         return await body(worker)
     finally:
         worker.stop()
-        await task
+        done, _ = await asyncio.wait([task], timeout=60)
+        if not done:
+            for pending in asyncio.all_tasks():
+                pending.print_stack(limit=4, file=sys.stderr)
+            raise TimeoutError("the worker did not stop within 60 s of stop()")
+        task.result()
 
 
 async def measure(bootstrap: str, events: int, mode: str, tap: _LogTap) -> dict[str, Any]:

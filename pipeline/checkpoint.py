@@ -16,7 +16,9 @@ import orjson
 
 from pipeline.delta import Delta
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)
+"""Version 2 kept the entity state inside the second line."""
 
 
 @dataclass
@@ -37,6 +39,8 @@ class Checkpoint:
     """Next offset of the partition's cart-orders link topic (carts partitions only)."""
     full: bool = False
     """``state`` holds every live entity, not just changes: recovery can start here."""
+    state_wire: bytes | None = field(default=None, repr=False)
+    """The state line, not parsed until :meth:`entity_state` asks for it."""
 
     @property
     def source(self) -> tuple[str, int]:
@@ -45,11 +49,21 @@ class Checkpoint:
     def key(self) -> bytes:
         return f"{self.topic}:{self.partition}".encode()
 
-    def encode(self) -> bytes:
-        """Two JSON documents on two lines: what every view needs, then what recovery needs.
+    def entity_state(self) -> dict[str, Any]:
+        """The entity-state changes, parsed on first use: recovery never parses the (large)
+        state of checkpoints that a later full checkpoint supersedes."""
+        if self.state_wire is not None:
+            self.state = orjson.loads(self.state_wire)
+            self.state_wire = None
+        return self.state
 
-        Views decode the first line only; ids and entity state (most of the bytes) are parsed
-        by nobody but a worker taking the partition over. orjson never emits a raw newline.
+    def encode(self) -> bytes:
+        """Three JSON documents on three lines: what every view needs, then the ids, pending
+        observations and link offset, then the entity state.
+
+        Views decode the first line only; the rest is parsed by nobody but a worker taking the
+        partition over, and the state only from the last full checkpoint on. orjson never emits
+        a raw newline.
         """
         head = {
             "v": FORMAT_VERSION,
@@ -61,21 +75,19 @@ class Checkpoint:
             "delta": self.delta.to_wire(),
             "full": self.full,
         }
-        tail = {
-            "ids": self.ids,
-            "state": self.state,
-            "pending": self.pending,
-            "links": self.link_offset,
-        }
-        return orjson.dumps(head) + b"\n" + orjson.dumps(tail)
+        tail = {"ids": self.ids, "pending": self.pending, "links": self.link_offset}
+        return b"\n".join(
+            (orjson.dumps(head), orjson.dumps(tail), orjson.dumps(self.entity_state()))
+        )
 
     @classmethod
     def decode(cls, data: bytes, *, for_view: bool = False) -> Checkpoint:
         """The whole checkpoint, or with ``for_view`` only what a view applies."""
-        head_bytes, _, tail_bytes = data.partition(b"\n")
+        head_bytes, _, rest = data.partition(b"\n")
         head = orjson.loads(head_bytes)
-        if head.get("v") != FORMAT_VERSION:
-            raise ValueError(f"unknown checkpoint format {head.get('v')!r}")
+        version = head.get("v")
+        if version not in READABLE_VERSIONS:
+            raise ValueError(f"unknown checkpoint format {version!r}")
         checkpoint = cls(
             topic=head["topic"],
             partition=head["partition"],
@@ -86,11 +98,15 @@ class Checkpoint:
             full=head.get("full", False),
         )
         if not for_view:
+            tail_bytes, _, state_bytes = rest.partition(b"\n")
             tail = orjson.loads(tail_bytes)
             checkpoint.ids = tail["ids"]
-            checkpoint.state = tail["state"]
             checkpoint.pending = tail["pending"]
             checkpoint.link_offset = tail["links"]
+            if version == 2:
+                checkpoint.state = tail["state"]
+            else:
+                checkpoint.state_wire = state_bytes
         return checkpoint
 
 

@@ -87,5 +87,9 @@ class IdStore:
                 continue
             hashes = array("Q")
             hashes.frombytes(base64.b64decode(data))
-            for hashed in hashes:
-                self._remember(hashed, minute)
+            fresh = set(hashes).difference(self._seen)  # in bulk: recovery restores millions
+            self._seen.update(fresh)
+            bucket = self._by_minute.get(minute)
+            if bucket is None:
+                bucket = self._by_minute[minute] = array("Q")
+            bucket.extend(fresh)

@@ -7,7 +7,7 @@ checkpointed offset was already accounted for and is skipped before any work.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from pipeline.checkpoint import Checkpoint, SequenceLedger
@@ -172,11 +172,16 @@ class PartitionProcessor:
         return checkpoint
 
     def restore(self, checkpoints: Sequence[Checkpoint], now: float) -> None:
-        """Rebuild state from this partition's checkpoints, oldest first.
+        """Rebuild state from this partition's checkpoints, oldest first."""
+        for _ in self.restoring(checkpoints, now):
+            pass
+
+    def restoring(self, checkpoints: Sequence[Checkpoint], now: float) -> Iterator[None]:
+        """:meth:`restore`, one checkpoint per step, so a worker can serve heartbeats between.
 
         Entity state starts at the last full checkpoint (what came before it is superseded);
         event ids come from every checkpoint given, which must reach back over the dedupe
-        horizon (see :meth:`pipeline.view.View.recovery_starts`).
+        horizon (see :meth:`pipeline.view.View.recovery_start`).
         """
         ledger = SequenceLedger()
         admitted = [c for c in checkpoints if ledger.admit(c)]
@@ -184,7 +189,7 @@ class PartitionProcessor:
         for i, checkpoint in enumerate(admitted):
             self.ids.restore(checkpoint.ids, now)
             if i >= last_full:
-                self.handler.restore(checkpoint.state)
+                self.handler.restore(checkpoint.entity_state())
             if checkpoint.full:
                 self.last_full_at = checkpoint.written_at
             self.out.restore_pending(checkpoint.pending)
@@ -192,4 +197,5 @@ class PartitionProcessor:
             self.seq = checkpoint.seq
             if checkpoint.link_offset is not None:
                 self.link_offset = checkpoint.link_offset
+            yield
         self.ids.expire(now)

@@ -11,6 +11,7 @@ flush, and exactly-once comes from the checkpoint protocol (pipeline/checkpoint.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -152,6 +153,7 @@ class Worker:
     # -- lifecycle ----------------------------------------------------------------------------
     async def run(self, started: asyncio.Event | None = None) -> None:
         """Run until :meth:`stop` is called or a component fails."""
+        tune_gc()
         await ensure_topics(self.settings)
         self.producer = AIOKafkaProducer(
             **self.settings.kafka_client_options(),
@@ -491,6 +493,7 @@ class Worker:
             )
             start = self.view.recovery_start((tp.topic, tp.partition), log_partition, now)
             starts[log_partition] = min(start, starts.get(log_partition, start))
+        pause = _Pause()
         if tps:
             records = await read_partitions(self.settings, self._checkpoint_topic, starts)
             log.info("recovery read %d checkpoint records (from offsets %s)", len(records), starts)
@@ -498,8 +501,10 @@ class Worker:
                 tp = wanted.get(key or b"")
                 if tp is not None and value is not None:
                     found[tp].append(Checkpoint.decode(value))
+                await pause()
         for tp, checkpoints in found.items():
-            processors[tp].restore(checkpoints, now)
+            for _ in processors[tp].restoring(checkpoints, now):
+                await pause()
             log.debug(
                 "recovered %s:%d from %d checkpoints: seq %d, resume at %s",
                 tp.topic,
@@ -681,6 +686,34 @@ def view_staleness(consumer: AIOKafkaConsumer, tps: list[TopicPartition], now: f
     if any(stamp is None for stamp in answered):
         return 0.0
     return max(0.0, now - min(answered) / 1000)  # type: ignore[type-var]
+
+
+GC_THRESHOLDS = (100_000, 50, 1000)
+
+
+def tune_gc() -> None:
+    """Make Python's cyclic garbage collector rare.
+
+    A worker holds hundreds of thousands of container objects (carts, tickets, window
+    buckets), none in reference cycles (refcounting frees them), yet with the default thresholds
+    (700, 10, 10) the collector keeps re-scanning them all: parsing a full checkpoint of 88k carts
+    took 2.5 s instead of 0.12 s, and restoring 300k events' state 3.6 s instead of 1.1 s.
+    """
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+class _Pause:
+    """Awaited between steps of long CPU work (recovery): yields to the event loop every
+    ``every`` seconds, so heartbeats go out and the group does not evict a recovering worker."""
+
+    def __init__(self, every: float = 0.05) -> None:
+        self.every = every
+        self.since = time.monotonic()
+
+    async def __call__(self) -> None:
+        if time.monotonic() - self.since >= self.every:
+            await asyncio.sleep(0)
+            self.since = time.monotonic()
 
 
 async def _until(predicate: Callable[[], bool], interval: float = 0.05) -> None:

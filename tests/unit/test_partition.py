@@ -189,7 +189,7 @@ def test_views_decode_only_what_they_apply_and_recovery_gets_everything():
     assert checkpoint is not None and checkpoint.ids and checkpoint.pending
     wire = checkpoint.encode()
     full = Checkpoint.decode(wire)
-    assert (full.ids, full.state, full.pending, full.seq) == (
+    assert (full.ids, full.entity_state(), full.pending, full.seq) == (
         checkpoint.ids,
         checkpoint.state,
         checkpoint.pending,
