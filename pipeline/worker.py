@@ -201,14 +201,20 @@ class Worker:
         raise _Stopped
 
     async def _probe_broker(self, interval: float = 2.0) -> None:
-        """Keep ``cx_pipeline_broker_connected`` true to what a metadata request says."""
+        """Keep ``cx_pipeline_broker_connected`` true to what a metadata request says.
+
+        The request runs as its own task and is abandoned, not awaited, on timeout or stop:
+        aiokafka's metadata call can take long to unwind once the broker is gone, and
+        ``wait_for`` would hold the worker's shutdown until it does.
+        """
         was_connected = None
         while True:
+            probe = asyncio.ensure_future(self.link_consumer.topics())
             try:
-                await asyncio.wait_for(self.link_consumer.topics(), timeout=interval)
-                connected = 1
-            except (KafkaError, TimeoutError, OSError):
-                connected = 0
+                done, _ = await asyncio.wait({probe}, timeout=interval)
+            finally:
+                probe.cancel()
+            connected = int(bool(done) and not probe.cancelled() and probe.exception() is None)
             if connected != was_connected:
                 was_connected = connected
                 log.log(
