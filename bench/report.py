@@ -128,11 +128,19 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     memory.set_ylim(bottom=0)
     memory.set_title("Worker memory during the drain", fontsize=10)
     machine = results["machine"]
-    fig.suptitle(
+    save_figure(
+        fig,
         f"cx-pipeline benchmark: {machine['cpu_count']} × {machine['cpu_model']}, "
         f"Python {machine['python']}",
-        fontsize=10,
+        path,
     )
+
+
+def save_figure(fig: Any, title: str, path: Path) -> None:
+    """Title, lay out, write (110 dpi) and release a matplotlib figure: every chart ends so."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

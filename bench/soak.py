@@ -556,15 +556,15 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     sizes.set_ylim(bottom=0)
     sizes.set_xlabel("simulated hours")
     sizes.set_title(f"Entries held by the worker, relative to hour {steady_from:g}", fontsize=10)
+    from bench.report import save_figure
+
     p = results["parameters"]
-    fig.suptitle(
+    save_figure(
+        fig,
         f"cx-pipeline soak: {p['hours']:g} simulated h at {p['rate']:g} events/s, "
         f"{p['speed']:g}× real time, {results['wall_seconds']:.0f} s wall",
-        fontsize=10,
+        path,
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
