@@ -7,6 +7,7 @@ checkpointed offset was already accounted for and is skipped before any work.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -64,6 +65,10 @@ class PartitionProcessor:
         """Offset after the last record processed: records below it are skipped."""
         self.last_full_at = float("-inf")
         """When the last full-state checkpoint was written: one is due every snapshot_interval."""
+        self._full_phase = (zlib.crc32(f"{topic_name}:{partition}".encode()) % 1000 / 1000) * (
+            settings.snapshot_interval / 2
+        )
+        """Spreads partitions' full checkpoints over the interval instead of one big flush."""
 
     # -- processing -------------------------------------------------------------------------
     def process(
@@ -152,7 +157,8 @@ class PartitionProcessor:
         if progressed:
             self.next_offset = self.position
         if full:
-            self.last_full_at = now
+            first = self.last_full_at == float("-inf")
+            self.last_full_at = now - (self._full_phase if first else 0.0)
         self.seq += 1
         checkpoint = Checkpoint(
             topic=self.topic_name,

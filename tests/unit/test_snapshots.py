@@ -180,3 +180,30 @@ def test_garbage_snapshots_raise_value_error(data):
 def test_retention_shorter_than_recovery_needs_is_refused():
     with pytest.raises(ValueError, match="checkpoint_retention"):
         Settings(bootstrap_servers="x:1", checkpoint_retention=HOUR)
+
+
+def test_full_checkpoints_of_partitions_spread_over_the_interval():
+    """All partitions writing their full state in one flush would set the worker's peak memory."""
+    processors = [
+        PartitionProcessor(
+            topic="carts",
+            topic_name="cx.carts",
+            partition=p,
+            handler=make_handler("carts", SETTINGS),
+            settings=SETTINGS,
+        )
+        for p in range(8)
+    ]
+    second_full: list[float] = []
+    for proc in processors:
+        assert proc.take_checkpoint(START).full
+        t = START
+        while True:
+            t += 10
+            checkpoint = proc.take_checkpoint(t)
+            if checkpoint is not None and checkpoint.full:
+                second_full.append(t - START)
+                break
+    interval = SETTINGS.snapshot_interval
+    assert all(interval / 2 <= gap <= interval for gap in second_full)
+    assert len(set(second_full)) >= 6, second_full
