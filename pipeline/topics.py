@@ -60,20 +60,16 @@ async def ensure_topics(settings: Settings) -> None:
         # full-state checkpoints and view snapshots bound what recovery and start-up read, so
         # the log may be trimmed by time (settings check it covers the dedupe horizon), never
         # by size
-        retention = {
+        # a full-state checkpoint of a busy partition runs to megabytes (88k carts: 8.5 MB)
+        configs = {
             "retention.ms": str(int(settings.checkpoint_retention * 1000)),
             "retention.bytes": "-1",
+            "max.message.bytes": str(SNAPSHOT_MAX_BYTES),
         }
         await _create_missing(
-            admin, settings, [checkpoint_topic(settings)], settings.source_partitions, retention
+            admin, settings, [checkpoint_topic(settings)], settings.source_partitions, configs
         )
-        await _create_missing(
-            admin,
-            settings,
-            [snapshot_topic(settings)],
-            1,
-            {**retention, "max.message.bytes": str(SNAPSHOT_MAX_BYTES)},
-        )
+        await _create_missing(admin, settings, [snapshot_topic(settings)], 1, configs)
         carts_partitions = await _partition_count(admin, settings.topic("carts"))
         links = link_topic(settings)
         await _create_missing(admin, settings, [links], carts_partitions)
