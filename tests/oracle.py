@@ -8,6 +8,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
+WINDOWS = {"5m": 300.0, "1h": 3600.0, "24h": 86_400.0}
+"""The pipeline's default windows (``CX_WINDOWS=5m,1h,24h``), as label -> seconds."""
+SURVEY_METRICS = (
+    "cx_nps_score",
+    "cx_nps_responses",
+    "cx_csat_ratio",
+    "cx_ces_score",
+    "cx_survey_responses",
+)
+"""The families :func:`survey_expectations` computes."""
+CART_METRICS = ("cx_carts", "cx_cart_abandonment_ratio", "cx_checkout_abandoned")
+"""The families :func:`cart_expectations` computes."""
+
 
 def epoch(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()

@@ -35,11 +35,10 @@ from tests.integration.harness import (
 )
 from tests.integration.stories import survey
 from tests.integration.tcp_proxy import FaultStyle, TcpProxy
-from tests.oracle import survey_expectations
+from tests.oracle import WINDOWS, survey_expectations
 
 pytestmark = pytest.mark.integration
 
-WINDOWS = {"5m": 300.0, "1h": 3600.0, "24h": 86400.0}
 NAMES = ("cx_nps_score", "cx_nps_responses", "cx_survey_responses")
 FROZEN_SECONDS = 15
 # The issue asks for cuts of 10-60 s. A blackhole of 45 s outlasts aiokafka's 40 s request

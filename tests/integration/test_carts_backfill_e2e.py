@@ -10,12 +10,9 @@ import pytest
 
 from tests.integration.harness import Pipeline, cx_samples, produce_events, wait_for
 from tests.integration.stories import item, order
-from tests.oracle import cart_expectations
+from tests.oracle import CART_METRICS, WINDOWS, cart_expectations
 
 pytestmark = pytest.mark.integration
-
-WINDOWS = {"5m": 300.0, "1h": 3600.0, "24h": 86400.0}
-CARTS = ("cx_carts", "cx_cart_abandonment_ratio", "cx_checkout_abandoned")
 
 
 def test_backfilled_carts_convert_when_their_orders_queue_behind_thousands(broker, tmp_path):
@@ -41,7 +38,7 @@ def test_backfilled_carts_convert_when_their_orders_queue_behind_thousands(broke
         want = cart_expectations(events, time.time(), WINDOWS)
         assert sum(v for k, v in want.items() if k[0] == "cx_carts") == len(carts)
         wait_for(
-            lambda: cx_samples(worker.samples(), CARTS) == want,
+            lambda: cx_samples(worker.samples(), CART_METRICS) == want,
             30,
             f"every cart converted, none abandoned (want {want})",
         )

@@ -13,19 +13,16 @@ import pytest
 
 from tests.integration.harness import Pipeline, cx_samples, produce_events, wait_for
 from tests.integration.stories import cart_story, item, survey
-from tests.oracle import cart_expectations, survey_expectations
+from tests.oracle import (
+    CART_METRICS,
+    SURVEY_METRICS,
+    WINDOWS,
+    cart_expectations,
+    survey_expectations,
+)
 
 pytestmark = pytest.mark.integration
 
-WINDOWS = {"5m": 300.0, "1h": 3600.0, "24h": 86400.0}
-CART_METRICS = ("cx_carts", "cx_cart_abandonment_ratio", "cx_checkout_abandoned")
-SURVEY_METRICS = (
-    "cx_nps_score",
-    "cx_nps_responses",
-    "cx_csat_ratio",
-    "cx_ces_score",
-    "cx_survey_responses",
-)
 ENV = {"CX_QUIET_PERIOD": "2"}
 
 

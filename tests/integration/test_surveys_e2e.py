@@ -23,18 +23,9 @@ from tests.integration.harness import (
     wait_for,
 )
 from tests.integration.stories import cart_story, order_story, rfc3339, survey, ticket_story
-from tests.oracle import survey_expectations
+from tests.oracle import SURVEY_METRICS, WINDOWS, survey_expectations
 
 pytestmark = pytest.mark.integration
-
-WINDOWS = {"5m": 300.0, "1h": 3600.0, "24h": 86400.0}
-SURVEY_METRICS = (
-    "cx_nps_score",
-    "cx_nps_responses",
-    "cx_csat_ratio",
-    "cx_ces_score",
-    "cx_survey_responses",
-)
 
 
 def mixed_surveys(now: float) -> list[dict]:

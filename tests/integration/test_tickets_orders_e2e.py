@@ -9,11 +9,10 @@ import pytest
 
 from tests.integration.harness import Pipeline, cx_samples, produce_events, wait_for
 from tests.integration.stories import order_story, ticket_story
-from tests.oracle import order_expectations, ticket_expectations
+from tests.oracle import WINDOWS, order_expectations, ticket_expectations
 
 pytestmark = pytest.mark.integration
 
-WINDOWS = {"5m": 300.0, "1h": 3600.0, "24h": 86400.0}
 QUANTILES = ("cx_ttr_seconds", "cx_first_response_seconds")
 EXACT = (
     "cx_tickets_resolved",

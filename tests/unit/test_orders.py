@@ -22,6 +22,7 @@ from pipeline.orders import OrderHandler, metrics
 from pipeline.partition import PartitionProcessor
 from pipeline.view import View
 from pipeline.windows import window_specs
+from tests.oracle import WINDOWS
 from tests.unit.domain_support import (
     NOW,
     SETTINGS,
@@ -35,7 +36,6 @@ from tests.unit.domain_support import (
     samples_of,
 )
 
-WINDOWS = {"5m": 300.0, "1h": 3600.0, "24h": 86_400.0}
 PLACED, REFUNDED, SHIPPED, DELIVERED = (
     "order.placed",
     "order.refunded",

@@ -25,6 +25,7 @@ from pipeline.tickets import BUCKET_LABELS, TTR_BUCKETS, TicketHandler, metrics,
 from pipeline.view import View
 from pipeline.windows import window_specs
 from schemas import decode_record
+from tests.oracle import WINDOWS
 from tests.unit.domain_support import (
     NOW,
     SETTINGS,
@@ -38,7 +39,6 @@ from tests.unit.domain_support import (
     samples_of,
 )
 
-WINDOWS = {"5m": 300.0, "1h": 3600.0, "24h": 86_400.0}
 QUANTILES = (0.5, 0.9, 0.99)
 OPENED, REPLIED, RESOLVED, REOPENED = (
     "ticket.opened",
