@@ -31,11 +31,24 @@ __all__ = [
     "free_port",
     "parse_metrics",
     "parse_samples",
+    "terminate",
     "worker_env",
 ]
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 """Every sample of a scrape: (name, labels) -> value."""
+
+
+def terminate(proc: subprocess.Popen[bytes] | None, timeout: float) -> int | None:
+    """SIGTERM, then SIGKILL if ``proc`` has not exited after ``timeout``; its exit code."""
+    if proc is None or proc.poll() is not None:
+        return proc.returncode if proc else None
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(10.0)
 
 
 def free_port() -> int:
@@ -202,13 +215,7 @@ class WorkerProcess:
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM (a clean leave: last checkpoint, group leave), SIGKILL after ``timeout``."""
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return self.kill()
+        return terminate(self.proc, timeout)
 
     def kill(self, timeout: float = 10.0) -> int:
         """SIGKILL: a crash, nothing flushed."""

@@ -36,7 +36,6 @@ import http.server
 import json
 import math
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -53,6 +52,7 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
 
+from bench.worker import terminate
 from pipeline.simulate import ShopSimulator, SimEvent
 from pipeline.simulate import produce as produce_simulated
 from tests.integration.harness import (
@@ -344,14 +344,7 @@ class Service:
 
     def stop(self, timeout: float = 15) -> None:
         self.http.close()
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout)
+        terminate(self.proc, timeout)
 
 
 class PromQLError(AssertionError):

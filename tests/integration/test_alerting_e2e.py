@@ -11,17 +11,14 @@ last because its TTR alerts stay firing for the rest of the module.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 import time
-from types import ModuleType
 
 import pytest
 
 from pipeline.simulate import TICKET_CHANNEL_WEIGHTS
+from tests.deploy.deploy_support import load_dashboard_builder
 from tests.integration.alerting_support import (
-    REPO,
     TTR_ALERTS,
     AlertingStack,
     PromQLError,
@@ -34,16 +31,6 @@ pytestmark = pytest.mark.integration
 
 HIGH, SPIKE = TTR_ALERTS
 TICKET_CHANNELS = tuple(TICKET_CHANNEL_WEIGHTS)  # the channels the simulator opens tickets on
-
-
-def load_dashboard_builder() -> ModuleType:
-    path = REPO / "deploy" / "grafana" / "build_dashboard.py"
-    spec = importlib.util.spec_from_file_location("cx_build_dashboard_e2e", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 DASHBOARD = load_dashboard_builder()
