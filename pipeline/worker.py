@@ -139,6 +139,7 @@ class Worker:
         self._topics = source_topic_names(self.settings)
         self._checkpoint_topic = checkpoint_topic(self.settings)
         self._snapshot_topic = snapshot_topic(self.settings)
+        self._carts_topic = self.settings.topic("carts")
         self._checkpoint_partitions = self.settings.source_partitions
         self._outbox = _Outbox()
         self.orders_settled_at = float("-inf")
@@ -358,10 +359,10 @@ class Worker:
         if self._outbox and not await self._deliver():
             return
         checkpoints: list[Checkpoint] = []
-        carts = self.settings.topic("carts")
         for tp in tps:
             processor = self.processors[tp]
-            processor.tick(now, self.orders_settled_at if tp.topic == carts else None)
+            carts = tp.topic == self._carts_topic
+            processor.tick(now, self.orders_settled_at if carts else None)
             for rejection in processor.rejected:
                 self._outbox.before.append(
                     _Record(
@@ -522,16 +523,15 @@ class Worker:
         return processors
 
     def _carts_owner(self, partition: int) -> PartitionProcessor | None:
-        return self.processors.get(TopicPartition(self.settings.topic("carts"), partition))
+        return self.processors.get(TopicPartition(self._carts_topic, partition))
+
+    def _carts_partitions(self) -> list[int]:
+        """The cx.carts partitions this worker owns."""
+        return [tp.partition for tp in self.processors if tp.topic == self._carts_topic]
 
     def _assign_links(self) -> None:
         """Read cart-orders[p] exactly for the cx.carts partitions p this worker owns."""
-        carts = self.settings.topic("carts")
-        wanted = {
-            TopicPartition(self._link_topic, tp.partition)
-            for tp in self.processors
-            if tp.topic == carts
-        }
+        wanted = {TopicPartition(self._link_topic, p) for p in self._carts_partitions()}
         self.link_consumer.assign(sorted(wanted))
         for link_tp in wanted:
             owner = self._carts_owner(link_tp.partition)
@@ -567,11 +567,10 @@ class Worker:
         ``cx.orders``, wait for the view to pass them, then for the link topic's.
         """
         orders = self.settings.topic("orders")
-        carts = self.settings.topic("carts")
         order_tps = [TopicPartition(orders, p) for p in range(await self._partition_count(orders))]
         while True:
             await asyncio.sleep(self.settings.flush_interval / 2)
-            mine = [tp.partition for tp in self.processors if tp.topic == carts]
+            mine = self._carts_partitions()
             if not mine:
                 continue
             began = self.clock()
@@ -587,8 +586,7 @@ class Worker:
             self.orders_settled_at = began
 
     def _cart_decisions_behind(self) -> float:
-        carts = self.settings.topic("carts")
-        if not any(tp.topic == carts for tp in self.processors):
+        if not self._carts_partitions():
             return 0.0
         return max(0.0, min(self.clock() - self.orders_settled_at, 1e9))
 
@@ -672,7 +670,7 @@ class Worker:
 
     async def _write_view_snapshot(self) -> bool:
         """One worker (the owner of carts partition 0) snapshots the view for faster starts."""
-        if TopicPartition(self.settings.topic("carts"), 0) not in self.processors:
+        if self._carts_owner(0) is None:
             return True
         data = self.view.to_snapshot()
         try:
