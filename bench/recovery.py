@@ -25,6 +25,7 @@ import orjson
 
 from bench.data import create_source_topics, encode_events, produce_records, realistic_events
 from bench.report import machine_info
+from bench.soak import structure_sizes, until
 from pipeline.broker import EmbeddedBroker
 from pipeline.settings import Settings
 from pipeline.worker import Worker
@@ -52,14 +53,11 @@ class _LogTap(logging.Handler):
         return [float(m.group(1)) for line in self.lines if (m := re.search(pattern, line))]
 
 
-async def _until(predicate: Callable[[], bool], timeout: float, what: str) -> float:
+async def _seconds_until(predicate: Callable[[], bool], timeout: float, what: str) -> float:
     """Seconds until ``predicate`` holds (polled every 10 ms); fails after ``timeout``."""
-    began = time.perf_counter()
     print(f"  waiting for {what}", file=sys.stderr, flush=True)
-    while not predicate():
-        if time.perf_counter() - began > timeout:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+    began = time.perf_counter()
+    await until(predicate, timeout, what, interval=0.01)
     return time.perf_counter() - began
 
 
@@ -69,15 +67,10 @@ def _counted(worker: Worker) -> int:
 
 
 def _state_size(worker: Worker) -> dict[str, int]:
-    processors = worker.processors.values()
-    entities = 0
-    for processor in processors:
-        handler = processor.handler
-        for name in ("carts", "tickets", "orders"):
-            entities += len(getattr(handler, name, ()))
+    sizes = structure_sizes(worker)
     return {
-        "event_ids": sum(len(p.ids) for p in processors),
-        "entities": entities,
+        "event_ids": sizes["dedupe_ids"],
+        "entities": sizes["carts"] + sizes["orders"] + sizes["tickets"],
         "checkpoints": worker.view.applied,
     }
 
@@ -115,10 +108,10 @@ async def measure(bootstrap: str, events: int, mode: str, tap: _LogTap) -> dict[
     await produce_records(bootstrap, settings.topic_prefix, encode_events(data, PARTITIONS))
 
     async def first(worker: Worker) -> dict[str, int]:
-        await _until(lambda: _counted(worker) >= events, 600, "the first worker to drain")
+        await _seconds_until(lambda: _counted(worker) >= events, 600, "the first worker to drain")
         snapshots = tap.count("view snapshot written")
         if mode == "snapshots":
-            await _until(
+            await _seconds_until(
                 lambda: tap.count("view snapshot written") > snapshots, 30, "a view snapshot"
             )
         return _state_size(worker)
@@ -127,8 +120,8 @@ async def measure(bootstrap: str, events: int, mode: str, tap: _LogTap) -> dict[
     tap.lines.clear()
 
     async def second(worker: Worker) -> dict[str, float]:
-        view = await _until(lambda: worker.view_ready, 600, "the view to catch up")
-        assigned = await _until(
+        view = await _seconds_until(lambda: worker.view_ready, 600, "the view to catch up")
+        assigned = await _seconds_until(
             lambda: len(worker.processors) == 4 * PARTITIONS, 600, "every partition recovered"
         )
         assert _counted(worker) >= events, "a restarted view lost events"
