@@ -6,7 +6,7 @@
    are reported (the hottest partition's share bounds scale-out).
 2. **Raw ceiling**: a bare aiokafka consumer (no group) reads them all, once without decoding and
    once with ``schemas.decode_record`` (orjson + the contract) per record.
-3. **Pipeline**: a real worker subprocess (``python -m pipeline.cli worker``, fresh app id)
+3. **Pipeline**: a real worker subprocess (``python -m pipeline.tools.cli worker``, fresh app id)
    drains the same topics from the beginning; ``sum(cx_events_total)`` on its /metrics, polled
    every 0.2 s, says when every event is counted. events/s from the first counted event
    (startup and group join excluded; the rate from process start is reported too).

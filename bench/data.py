@@ -1,7 +1,7 @@
 """Benchmark data: a realistic event mix from the shop simulator, hostile records to mix into it,
 and fast production of both.
 
-The mix is whatever :class:`pipeline.simulate.ShopSimulator` makes of ``history`` seconds of shop
+The mix is whatever :class:`pipeline.tools.simulate.ShopSimulator` makes of ``history`` seconds of shop
 traffic ending now (carts dominate, as in real shops; orders, tickets and surveys follow). Every
 event lies inside the longest window (24 h), so the pipeline aggregates all of them and none is
 late. Production goes through ``create_batch``/``send_batch`` with the partition computed here
@@ -31,8 +31,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 
-from pipeline.simulate import ShopSimulator, SimEvent
-from pipeline.topics import SOURCE_TOPICS
+from pipeline.kafka.topics import SOURCE_TOPICS
+from pipeline.tools.simulate import ShopSimulator, SimEvent
 from schemas import EventRejected, decode_record
 
 __all__ = [

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import orjson
 
-from pipeline.topics import SOURCE_TOPICS
+from pipeline.kafka.topics import SOURCE_TOPICS
 
 __all__ = ["main", "run_naive"]
 

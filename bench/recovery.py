@@ -26,9 +26,9 @@ import orjson
 from bench.data import create_source_topics, encode_events, produce_records, realistic_events
 from bench.report import machine_info
 from bench.soak import structure_sizes, until
-from pipeline.broker import EmbeddedBroker
+from pipeline.kafka.broker import EmbeddedBroker
 from pipeline.settings import Settings
-from pipeline.worker import Worker
+from pipeline.worker.service import Worker
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PARTITIONS = 8
@@ -141,7 +141,7 @@ async def measure(bootstrap: str, events: int, mode: str, tap: _LogTap) -> dict[
 
 async def run(sizes: list[int]) -> list[dict[str, Any]]:
     tap = _LogTap()
-    logger = logging.getLogger("pipeline.worker")
+    logger = logging.getLogger("pipeline.worker.service")
     logger.addHandler(tap)
     logger.setLevel(logging.INFO)
     rows = []

@@ -43,8 +43,8 @@ from bench.stages import (
     view_fold_cost,
 )
 from bench.worker import Samples, WorkerProcess, worker_env
+from pipeline.kafka.topics import SOURCE_TOPICS, checkpoint_topic
 from pipeline.settings import Settings, format_duration, parse_duration
-from pipeline.topics import SOURCE_TOPICS, checkpoint_topic
 
 __all__ = ["main"]
 
@@ -139,7 +139,7 @@ def _broker(bootstrap: str | None, log_dir: Path) -> Iterator[tuple[str, int | N
     if bootstrap:
         yield bootstrap, None
         return
-    from pipeline.broker import EmbeddedBroker
+    from pipeline.kafka.broker import EmbeddedBroker
 
     with EmbeddedBroker(log_path=log_dir / "tansu.log") as broker:
         yield broker.bootstrap, broker.pid

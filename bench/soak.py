@@ -40,12 +40,12 @@ import orjson
 import psutil
 
 from bench.worker import WorkerProcess, worker_env
-from pipeline.simulate import ShopSimulator, produce
+from pipeline.tools.simulate import ShopSimulator, produce
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
 
-    from pipeline.worker import Worker
+    from pipeline.worker.service import Worker
 
 __all__ = [
     "AcceleratedClock",
@@ -124,7 +124,7 @@ async def feed(
 ) -> int:
     """Produce the simulator's events as ``clock`` reaches them, up to ``end``; returns the count.
 
-    ``pipeline.simulate.run_live`` paces its ticks with ``clock`` too, which under an
+    ``pipeline.tools.simulate.run_live`` paces its ticks with ``clock`` too, which under an
     accelerated clock turns its sleep into a busy loop; here ``tick`` is real seconds.
     """
     sent = 0
@@ -154,11 +154,11 @@ def warmed_up(*, rate: float, seed: int, start: float, warm_up: float) -> ShopSi
 def structure_sizes(worker: Worker) -> dict[str, int]:
     """Lengths of everything in a worker that could grow with traffic (a few ms at most).
 
-    A diagnostic, so it reads some private attributes (timer heaps, the outbox).
+    A diagnostic, so it reads some private attributes (timer heaps).
     """
     processors = list(worker.processors.values())
     view = worker.view
-    outbox = worker._outbox
+    outbox = worker.delivery.outbox if worker.delivery else None
 
     def total(attribute: str) -> int:
         return sum(len(getattr(p.handler, attribute, ())) for p in processors)
@@ -175,7 +175,7 @@ def structure_sizes(worker: Worker) -> dict[str, int]:
         "orders": total("orders"),
         "tickets": total("tickets"),
         "timers": total("_due"),
-        "outbox": len(outbox.before) + len(outbox.checkpoints),
+        "outbox": len(outbox.before) + len(outbox.checkpoints) if outbox else 0,
         "partitions": len(processors),
         "allocated_blocks": sys.getallocatedblocks(),
     }

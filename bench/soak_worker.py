@@ -15,9 +15,9 @@ from pathlib import Path
 import orjson
 
 from bench.soak import AcceleratedClock, structure_sizes
-from pipeline.cli import run_async, setup_logging
 from pipeline.settings import Settings
-from pipeline.worker import Worker
+from pipeline.tools.cli import run_async, setup_logging
+from pipeline.worker.service import Worker
 
 
 async def report_sizes(worker: Worker, clock: AcceleratedClock, path: Path, every: float) -> None:

@@ -26,12 +26,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from bench.data import BenchRecord, make_producer, partition_of, send_records
 from bench.profile import Profiler
 from bench.worker import MetricsSnapshot, WorkerProcess, parse_metrics
-from pipeline.checkpoint import Checkpoint
+from pipeline.aggregates.windows import window_specs
+from pipeline.engine.checkpoint import Checkpoint
+from pipeline.engine.view import View
+from pipeline.kafka.topics import SOURCE_TOPICS
 from pipeline.settings import Settings
-from pipeline.simulate import SimEvent
-from pipeline.topics import SOURCE_TOPICS
-from pipeline.view import View
-from pipeline.windows import window_specs
+from pipeline.tools.simulate import SimEvent
 from schemas import EventRejected, decode_record
 
 __all__ = [

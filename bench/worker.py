@@ -1,4 +1,4 @@
-"""A real pipeline worker as a subprocess (``python -m pipeline.cli worker``) and its /metrics.
+"""A real pipeline worker as a subprocess (``python -m pipeline.tools.cli worker``) and its /metrics.
 
 One implementation for the benchmark and the integration tests (tests/integration/harness.py
 re-exports it), so both start, probe and stop a worker the same way. The worker is read only
@@ -125,7 +125,7 @@ class WorkerDied(AssertionError):
 
 
 class WorkerProcess:
-    """``python -m pipeline.cli worker`` with ``env`` (see :func:`worker_env`) on a free port."""
+    """``python -m pipeline.tools.cli worker`` with ``env`` (see :func:`worker_env`) on a free port."""
 
     def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
         self.port = free_port()
@@ -148,7 +148,7 @@ class WorkerProcess:
         (the benchmark times the start-up itself)."""
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli", "worker"],
+                [sys.executable, "-m", "pipeline.tools.cli", "worker"],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

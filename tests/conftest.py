@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from pipeline.broker import EmbeddedBroker
+from pipeline.kafka.broker import EmbeddedBroker
 
-# === Embedded broker and unique names (owner: pipeline/broker.py) ==========================
+# === Embedded broker and unique names (owner: pipeline/kafka/broker.py) ==========================
 
 
 def make_unique_name(prefix: str) -> str:

@@ -3,7 +3,7 @@
 The module-scoped fixture ``alerting_stack`` builds, once per test module:
 
 * one worker (``tests/integration/harness.py``) on the session's embedded broker, fed with a day
-  of :class:`~pipeline.simulate.ShopSimulator` history on all four topics, then live simulated
+  of :class:`~pipeline.tools.simulate.ShopSimulator` history on all four topics, then live simulated
   traffic from a background thread for as long as the module runs;
 * Prometheus (the Debian binary) scraping that worker every second as job ``cx-worker``,
   evaluating a TEST COPY of the shipped rule files every second (only the alerts' ``for:`` is
@@ -53,8 +53,8 @@ import yaml
 from aiokafka import AIOKafkaProducer
 
 from bench.worker import terminate
-from pipeline.simulate import ShopSimulator, SimEvent
-from pipeline.simulate import produce as produce_simulated
+from pipeline.tools.simulate import ShopSimulator, SimEvent
+from pipeline.tools.simulate import produce as produce_simulated
 from tests.integration.harness import (
     Pipeline,
     Samples,

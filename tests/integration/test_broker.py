@@ -18,7 +18,7 @@ import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from pipeline.broker import BrokerError, EmbeddedBroker, broker_binary, wait_until_ready
+from pipeline.kafka.broker import BrokerError, EmbeddedBroker, broker_binary, wait_until_ready
 
 pytestmark = pytest.mark.integration
 
@@ -141,7 +141,7 @@ async def test_session_broker_serves_kafka(
 CHILD = textwrap.dedent(
     """
     import os, sys, threading, time
-    from pipeline.broker import EmbeddedBroker
+    from pipeline.kafka.broker import EmbeddedBroker
 
     mode = sys.argv[1]
     broker = EmbeddedBroker()
@@ -197,7 +197,7 @@ def test_parent_death_leaves_no_broker(mode: str, tmp_path: Path) -> None:
 FORK_CHILD = textwrap.dedent(
     """
     import asyncio, os, sys
-    from pipeline.broker import EmbeddedBroker, wait_until_ready
+    from pipeline.kafka.broker import EmbeddedBroker, wait_until_ready
 
     outer = EmbeddedBroker()
     outer.start()

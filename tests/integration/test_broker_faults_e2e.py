@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipeline.broker import EmbeddedBroker
+from pipeline.kafka.broker import EmbeddedBroker
 from tests.integration.harness import (
     Pipeline,
     WorkerProcess,
@@ -229,7 +229,7 @@ def test_demo_exits_non_zero_when_its_embedded_broker_dies(tmp_path):
         [
             sys.executable,
             "-m",
-            "pipeline.cli",
+            "pipeline.tools.cli",
             "demo",
             "--no-live",
             "--rate",

@@ -55,7 +55,7 @@ def test_two_workers_export_whole_shop_numbers_through_stop_and_kill(broker, tmp
     try:
         first, second = pipeline.start_worker(tmp_path), pipeline.start_worker(tmp_path)
         # produce once the group has settled: a rebalance mid-backfill can hold an orders
-        # partition longer than the quiet period (see pipeline/carts.py)
+        # partition longer than the quiet period (see pipeline/domain/carts.py)
         wait_for(
             lambda: owned(first) > 0 and owned(second) > 0 and owned(first) + owned(second) == 16,
             60,

@@ -18,7 +18,16 @@ pytestmark = pytest.mark.integration
 
 def emit(bootstrap: str, prefix: str, path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "emit", str(path), "--bootstrap", bootstrap, *extra],
+        [
+            sys.executable,
+            "-m",
+            "pipeline.tools.cli",
+            "emit",
+            str(path),
+            "--bootstrap",
+            bootstrap,
+            *extra,
+        ],
         env={"CX_TOPIC_PREFIX": prefix, "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,

@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from bench.data import hostile_corpus
-from pipeline.partition import UNREADABLE
+from pipeline.engine.partition import UNREADABLE
 from schemas import REJECT_REASONS
 from tests.integration.harness import (
     Pipeline,

@@ -12,8 +12,8 @@ Why the numbers:
   hour 36 (the simulator's day profile), while one bounded by the 24 h window is periodic and
   stays within a few percent. ``GROWTH`` = 1.15 sits between. Checked: with ``IdStore.expire``
   disabled the test fails (dedupe ids 1.22x at hour 31, 1.50x at hour 36).
-* Orders and tickets are forgotten 30 days after their last event (pipeline/orders.py,
-  pipeline/tickets.py), so they cannot level off in 36 simulated hours (they fail the check:
+* Orders and tickets are forgotten 30 days after their last event (pipeline/domain/orders.py,
+  pipeline/domain/tickets.py), so they cannot level off in 36 simulated hours (they fail the check:
   orders 1.36x, tickets 1.43x at hour 36); their retention is cut to one day here
   (``CX_ENTITY_RETENTION``): the forgetting is what is under test.
 * The simulator is warmed up for four simulated days without producing, so that orders already
@@ -39,7 +39,7 @@ from bench.soak import (
     warmed_up,
 )
 from pipeline.settings import Settings
-from pipeline.worker import Worker
+from pipeline.worker.service import Worker
 from tests.integration.harness import Pipeline
 
 pytestmark = pytest.mark.integration

@@ -11,13 +11,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 
-from pipeline.checkpoint import Checkpoint
-from pipeline.delta import add_value
-from pipeline.domain import DomainHandler
-from pipeline.partition import PartitionProcessor
+from pipeline.aggregates.delta import add_value
+from pipeline.aggregates.windows import window_specs
+from pipeline.domain.handler import DomainHandler
+from pipeline.engine.checkpoint import Checkpoint
+from pipeline.engine.partition import PartitionProcessor
+from pipeline.engine.view import View
 from pipeline.settings import Settings
-from pipeline.view import View
-from pipeline.windows import window_specs
 
 NOW = 1_800_000_000.0
 SETTINGS = Settings(bootstrap_servers="unused:9092")

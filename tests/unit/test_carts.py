@@ -10,8 +10,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.carts import CartHandler, add_activity, step_label
-from pipeline.observations import Observations
+from pipeline.aggregates.observations import Observations
+from pipeline.domain.carts import CartHandler, add_activity, step_label
 from schemas import decode_record
 
 TIMEOUT, LATENESS, QUIET = 1800.0, 120.0, 5.0

@@ -17,11 +17,11 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.checkpoint import Checkpoint
-from pipeline.orders import OrderHandler, metrics
-from pipeline.partition import PartitionProcessor
-from pipeline.view import View
-from pipeline.windows import window_specs
+from pipeline.aggregates.windows import window_specs
+from pipeline.domain.orders import OrderHandler, metrics
+from pipeline.engine.checkpoint import Checkpoint
+from pipeline.engine.partition import PartitionProcessor
+from pipeline.engine.view import View
 from tests.oracle import WINDOWS
 from tests.unit.domain_support import (
     NOW,

@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.checkpoint import Checkpoint, SequenceLedger
-from pipeline.dedupe import IdStore, id_hash
-from pipeline.partition import PartitionProcessor
+from pipeline.aggregates.windows import window_specs
+from pipeline.domain.surveys import SurveyHandler, nps_category
+from pipeline.engine.checkpoint import Checkpoint, SequenceLedger
+from pipeline.engine.dedupe import IdStore, id_hash
+from pipeline.engine.partition import PartitionProcessor
+from pipeline.engine.view import View
 from pipeline.settings import Settings
-from pipeline.surveys import SurveyHandler, nps_category
-from pipeline.view import View
-from pipeline.windows import window_specs
 
 NOW = 1_800_000_000.0
 SETTINGS = Settings(bootstrap_servers="unused:9092")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.sketch import QuantileSketch
+from pipeline.aggregates.sketch import QuantileSketch
 
 values_st = st.lists(
     st.floats(min_value=0.001, max_value=1e7, allow_nan=False, allow_infinity=False),

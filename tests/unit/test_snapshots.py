@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.checkpoint import Checkpoint
-from pipeline.partition import PartitionProcessor
+from pipeline.aggregates.windows import window_specs
+from pipeline.engine.checkpoint import Checkpoint
+from pipeline.engine.partition import PartitionProcessor
+from pipeline.engine.view import View
 from pipeline.settings import Settings
-from pipeline.simulate import ShopSimulator
-from pipeline.view import View
-from pipeline.windows import window_specs
-from pipeline.worker import make_handler
+from pipeline.tools.simulate import ShopSimulator
+from pipeline.worker.handlers import make_handler
 
 START = 1_800_000_000.0
 HOUR = 3600.0

@@ -19,11 +19,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.checkpoint import Checkpoint
-from pipeline.partition import PartitionProcessor
-from pipeline.tickets import BUCKET_LABELS, TTR_BUCKETS, TicketHandler, metrics, ttr_buckets_of
-from pipeline.view import View
-from pipeline.windows import window_specs
+from pipeline.aggregates.windows import window_specs
+from pipeline.domain.tickets import (
+    BUCKET_LABELS,
+    TTR_BUCKETS,
+    TicketHandler,
+    metrics,
+    ttr_buckets_of,
+)
+from pipeline.engine.checkpoint import Checkpoint
+from pipeline.engine.partition import PartitionProcessor
+from pipeline.engine.view import View
 from schemas import decode_record
 from tests.oracle import WINDOWS
 from tests.unit.domain_support import (

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pipeline.sketch import QuantileSketch
-from pipeline.windows import (
+from pipeline.aggregates.sketch import QuantileSketch
+from pipeline.aggregates.windows import (
     WindowSpec,
     WindowStore,
     bucket_end,

@@ -10,10 +10,9 @@ from collections.abc import Iterator
 
 from prometheus_client.core import Metric
 
-from pipeline.domain import Stateless
-from pipeline.metrics import WindowReader, gauge
-from pipeline.observations import Observations
-from pipeline.view import View
+from pipeline.aggregates.observations import Observations
+from pipeline.domain.handler import Stateless
+from pipeline.domain.reading import MetricView, WindowReader, gauge
 from schemas import SurveySubmitted
 
 NPS_CATEGORIES = ("promoter", "passive", "detractor")
@@ -41,7 +40,7 @@ class SurveyHandler(Stateless):
             out.observe("ces_sum", (channel,), time, event.score)
 
 
-def metrics(view: View, now: float) -> Iterator[Metric]:
+def metrics(view: MetricView, now: float) -> Iterator[Metric]:
     nps_score = gauge("cx_nps_score", "Net Promoter Score, -100..100, over the window.")
     nps_responses = gauge("cx_nps_responses", "NPS responses in the window.", "category")
     csat = gauge("cx_csat_ratio", "Share of CSAT responses scoring 4 or 5, 0..1.")

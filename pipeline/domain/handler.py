@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from pipeline.observations import Observations
+from pipeline.aggregates.observations import Observations
 
 
 class DomainHandler(Protocol):

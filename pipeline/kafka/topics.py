@@ -8,6 +8,7 @@ import zlib
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
 
 from pipeline.settings import Settings
 
@@ -15,6 +16,7 @@ log = logging.getLogger(__name__)
 
 SOURCE_TOPICS = ("carts", "orders", "tickets", "surveys")
 DEAD_LETTER = "dead-letter"
+SIGNALS = "signals"
 
 
 def source_topic_names(settings: Settings) -> dict[str, str]:
@@ -35,6 +37,16 @@ SNAPSHOT_MAX_BYTES = 64 * 1024 * 1024
 """Largest view snapshot record; the snapshot topic is created to accept it."""
 
 
+def link_topic(settings: Settings) -> str:
+    """The cart-orders link topic (see pipeline/engine/links.py)."""
+    return settings.internal_topic("cart-orders")
+
+
+def link_partition(cart_id: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives key ``cart_id``."""
+    return (murmur2(cart_id.encode()) & 0x7FFFFFFF) % partitions
+
+
 def checkpoint_partition(topic: str, partition: int, partitions: int) -> int:
     """Where a source partition's checkpoints go: stable, so recovery reads one partition."""
     return zlib.crc32(f"{topic}:{partition}".encode()) % partitions
@@ -44,17 +56,15 @@ async def ensure_topics(settings: Settings) -> None:
     """Create every topic the pipeline reads or writes, if missing (existing ones are kept).
 
     The cart-orders link topic must have exactly as many partitions as ``cx.carts``
-    (pipeline/links.py); a mismatch is a deployment error and stops the worker.
+    (pipeline/engine/links.py); a mismatch is a deployment error and stops the worker.
     """
-    from pipeline.links import link_topic
-
     admin = AIOKafkaAdminClient(**settings.kafka_client_options())
     await admin.start()
     try:
         await _create_missing(
             admin,
             settings,
-            [*source_topic_names(settings), settings.topic(DEAD_LETTER)],
+            [*source_topic_names(settings), settings.topic(DEAD_LETTER), settings.topic(SIGNALS)],
             settings.source_partitions,
         )
         # full-state checkpoints and view snapshots bound what recovery and start-up read, so

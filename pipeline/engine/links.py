@@ -12,18 +12,6 @@ orders checkpoint; after a crash one may be written twice, and the cart ignores 
 from __future__ import annotations
 
 import orjson
-from aiokafka.partitioner import murmur2
-
-from pipeline.settings import Settings
-
-
-def link_topic(settings: Settings) -> str:
-    return settings.internal_topic("cart-orders")
-
-
-def link_partition(cart_id: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives key ``cart_id``."""
-    return (murmur2(cart_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 def encode_link(time: float, order_event_id: str) -> bytes:

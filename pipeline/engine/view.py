@@ -1,7 +1,7 @@
 """The whole-shop view every worker keeps: checkpoints from ALL partitions, folded once each.
 
 Each worker tails the checkpoint topic (every partition, no consumer group) and applies every
-checkpoint exactly once (:class:`~pipeline.checkpoint.SequenceLedger`). So each worker holds the
+checkpoint exactly once (:class:`~pipeline.engine.checkpoint.SequenceLedger`). So each worker holds the
 same whole-shop aggregates and any single scrape target exports complete numbers: no metric is
 ever one worker's partitions only, and there is no rebalance gap in the exported series.
 """
@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from pipeline.checkpoint import Checkpoint, SequenceLedger
-from pipeline.delta import Labels, Series, Value, decode_value, encode_value
-from pipeline.windows import WindowSpec, WindowStore
+from pipeline.aggregates.delta import Labels, Series, Value, decode_value, encode_value
+from pipeline.aggregates.windows import WindowSpec, WindowStore
+from pipeline.engine.checkpoint import Checkpoint, SequenceLedger
 
 SNAPSHOT_VERSION = 1
 MINUTE = 60

@@ -20,7 +20,7 @@ from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from pipeline.sketch import QuantileSketch
+from pipeline.aggregates.sketch import QuantileSketch
 
 __all__ = [
     "Value",

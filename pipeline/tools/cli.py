@@ -54,7 +54,7 @@ class BrokerDied(RuntimeError):
 
 async def with_broker(stack: AsyncExitStack, settings: Settings, console: Any = None) -> Settings:
     """Settings pointing at a broker: the configured one, or an embedded Tansu we own."""
-    from pipeline.broker import EmbeddedBroker, wait_until_ready
+    from pipeline.kafka.broker import EmbeddedBroker, wait_until_ready
 
     if settings.bootstrap_servers:
         await wait_until_ready(settings.bootstrap_servers, timeout=30)
@@ -119,7 +119,7 @@ def run_async(main: Any) -> None:
 @app.command()
 def worker(bootstrap: Bootstrap = None, metrics_port: MetricsPort = None) -> None:
     """Run a pipeline worker (ingest + whole-shop view + /metrics)."""
-    from pipeline.worker import Worker
+    from pipeline.worker.service import Worker
 
     settings = load_settings(bootstrap_servers=bootstrap, metrics_port=metrics_port)
     setup_logging(settings.log_level)
@@ -161,7 +161,7 @@ def emit(
     ] = False,
 ) -> None:
     """Validate every line of FILE and produce it to its topic with the contract's key."""
-    from pipeline.emit import emit_file
+    from pipeline.tools.emit import emit_file
 
     settings = load_settings(bootstrap_servers=bootstrap)
     setup_logging(settings.log_level)
@@ -199,7 +199,7 @@ def simulate(
 
     from aiokafka import AIOKafkaProducer
 
-    from pipeline.simulate import parse_ttr_spike, run_live
+    from pipeline.tools.simulate import parse_ttr_spike, run_live
 
     settings = load_settings(bootstrap_servers=bootstrap)
     setup_logging(settings.log_level)
@@ -242,7 +242,7 @@ def demo(
     ] = 7200.0,
 ) -> None:
     """Broker + worker + simulator in one command, with a live terminal view."""
-    from pipeline.demo import run_demo
+    from pipeline.tools.demo import run_demo
 
     settings = load_settings(bootstrap_servers=bootstrap, metrics_port=metrics_port)
     setup_logging("WARNING" if live_view else settings.log_level)

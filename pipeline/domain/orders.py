@@ -33,9 +33,8 @@ from typing import Any
 
 from prometheus_client.core import Metric
 
-from pipeline.metrics import WindowReader, gauge
-from pipeline.observations import Observations
-from pipeline.view import View
+from pipeline.aggregates.observations import Observations
+from pipeline.domain.reading import MetricView, WindowReader, gauge
 from schemas import OrderDelivered, OrderPlaced, OrderRefunded, OrderShipped
 
 DAY = 86_400.0
@@ -179,13 +178,15 @@ class OrderHandler:
 
 
 # -- exposition -------------------------------------------------------------------------------
-def _sum(view: View, name: str, labels: tuple[str, ...], spec: Any, now: float) -> Decimal | None:
+def _sum(
+    view: MetricView, name: str, labels: tuple[str, ...], spec: Any, now: float
+) -> Decimal | None:
     """A window's exact money sum (None: no observation)."""
     value = view.window_value(name, labels, spec, now)
     return None if value is None else Decimal(value)  # type: ignore[arg-type]
 
 
-def metrics(view: View, now: float) -> Iterator[Metric]:
+def metrics(view: MetricView, now: float) -> Iterator[Metric]:
     orders = gauge("cx_orders", "Orders placed in the window.", "currency")
     revenue = gauge("cx_revenue", "Sum of order totals in the window.", "currency")
     aov = gauge("cx_order_value_average", "Average order value in the window.", "currency")

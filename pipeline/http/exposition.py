@@ -22,9 +22,9 @@ from prometheus_client import (
     generate_latest,
 )
 
-from pipeline.metrics import ViewCollector
+from pipeline.engine.view import View
+from pipeline.http.view_metrics import ViewCollector
 from pipeline.settings import Settings
-from pipeline.view import View
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ independent services, so the decision must not depend on arrival order:
   move that point later but never earlier. A conversion, once seen, is therefore final.
 * An abandonment is decided only when the wall clock has passed that point + allowed lateness,
   and (like every decision) only once no event of the cart arrived for the quiet period.
-* Orders reach the cart's owner through the ``cart-orders`` link topic (pipeline/links.py); one
+* Orders reach the cart's owner through the ``cart-orders`` link topic (pipeline/engine/links.py); one
   that arrives before the cart's events is kept until they come. Timers fire as of the worker's
   orders-settled time (``Worker._settle_orders``): every order that was in Kafka by then has
   reached its cart, however far the orders stage lags (a backfill, a rebalance). An order
@@ -31,9 +31,8 @@ from typing import Any
 
 from prometheus_client.core import Metric
 
-from pipeline.metrics import WindowReader, gauge
-from pipeline.observations import Observations
-from pipeline.view import View
+from pipeline.aggregates.observations import Observations
+from pipeline.domain.reading import MetricView, WindowReader, gauge
 from schemas import CartItemAdded, CheckoutStarted, CheckoutStepCompleted
 
 OUTCOMES = ("converted", "abandoned", "recovered")
@@ -265,7 +264,7 @@ class CartHandler:
                 self._schedule(cart_id, 0.0)  # re-evaluated on the first tick
 
 
-def metrics(view: View, now: float) -> Iterator[Metric]:
+def metrics(view: MetricView, now: float) -> Iterator[Metric]:
     carts = gauge("cx_carts", "Cart outcomes in the window, by their event time.", "outcome")
     ratio = gauge("cx_cart_abandonment_ratio", "abandoned / (abandoned + converted) in the window.")
     checkout = gauge(

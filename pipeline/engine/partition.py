@@ -10,12 +10,13 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from pipeline.checkpoint import Checkpoint, SequenceLedger
-from pipeline.dedupe import IdStore, id_hash
-from pipeline.domain import DomainHandler
-from pipeline.links import decode_link
-from pipeline.observations import Observations
+from pipeline.aggregates.observations import Observations
+from pipeline.domain.handler import DomainHandler
+from pipeline.engine.checkpoint import Checkpoint, SequenceLedger
+from pipeline.engine.dedupe import IdStore, id_hash
+from pipeline.engine.links import decode_link
 from pipeline.settings import Settings
 from schemas import EventRejected, decode_record
 
@@ -121,7 +122,7 @@ class PartitionProcessor:
         self.out.count("rejected", (self.topic_name, UNREADABLE))
 
     def process_link(self, offset: int, key: bytes | None, value: bytes | None, now: float) -> None:
-        """An order named a cart of this partition (see pipeline/links.py)."""
+        """An order named a cart of this partition (see pipeline/engine/links.py)."""
         if self.link_offset is not None and offset < self.link_offset:
             return
         self.link_offset = offset + 1
@@ -137,6 +138,11 @@ class PartitionProcessor:
         """Cart links produced since the last call, to be written before the checkpoint."""
         links, self.out.links = self.out.links, []
         return links
+
+    def take_signals(self) -> list[tuple[str, dict[str, Any]]]:
+        """Signals decided since the last call, to be written before the checkpoint."""
+        signals, self.out.signals = self.out.signals, []
+        return signals
 
     def tick(self, now: float, decide_until: float | None = None) -> None:
         """Release due observations and fire domain timers.
@@ -187,7 +193,7 @@ class PartitionProcessor:
 
         Entity state starts at the last full checkpoint (what came before it is superseded);
         event ids come from every checkpoint given, which must reach back over the dedupe
-        horizon (see :meth:`pipeline.view.View.recovery_start`).
+        horizon (see :meth:`pipeline.engine.view.View.recovery_start`).
         """
         ledger = SequenceLedger()
         admitted = [c for c in checkpoints if ledger.admit(c)]

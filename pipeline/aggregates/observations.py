@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.delta import Delta, Labels, Value, decode_value, encode_value
-from pipeline.sketch import QuantileSketch
+from pipeline.aggregates.delta import Delta, Labels, Value, decode_value, encode_value
+from pipeline.aggregates.sketch import QuantileSketch
 
 
 class Observations:
@@ -21,6 +21,9 @@ class Observations:
         self.pending: list[tuple[str, Labels, float, Value]] = []
         self.links: list[tuple[str, float, str]] = []
         """(cart_id, order time, order event_id) for the cart-orders topic; see pipeline/links."""
+        self.signals: list[tuple[str, dict[str, Any]]] = []
+        """(entity id, signal JSON object) decided since the last flush, bound for ``cx.signals``;
+        sent before the checkpoint that records the decision (see pipeline/worker/delivery)."""
         self.now = 0.0
 
     def observe(self, name: str, labels: Labels, time: float, value: Value = 1) -> None:
@@ -41,6 +44,14 @@ class Observations:
     def link_order(self, cart_id: str, time: float, event_id: str) -> None:
         """Tell the owner of ``cart_id`` that an order named it (cross-topic join)."""
         self.links.append((cart_id, time, event_id))
+
+    def signal(self, key: str, signal: dict[str, Any]) -> None:
+        """A fact that calls for an action (CONTRACT.md "Signals"), keyed by its entity id.
+
+        Decided by the domain handler in the same step as the observation it goes with, so a
+        replay after a crash re-decides it and re-sends the same ``signal_id``.
+        """
+        self.signals.append((key, signal))
 
     def count(self, name: str, labels: Labels, amount: Any = 1) -> None:
         self.delta.count(name, labels, amount)

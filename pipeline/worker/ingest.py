@@ -1,0 +1,299 @@
+"""Stage 1 wiring: the consumer-group loop that feeds each owned partition's processor, flushes
+checkpoints through :mod:`pipeline.worker.delivery`, and hands partitions over on rebalances.
+
+Everything that touches the processors runs under one lock: the loop's batches, flushes and the
+rebalance callbacks, so a partition never changes hands halfway through a batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from pipeline.engine.partition import PartitionProcessor
+from pipeline.engine.view import View
+from pipeline.http.exposition import HealthMetrics
+from pipeline.kafka.clients import FETCH_MAX_WAIT_MS, bounded_shutdown
+from pipeline.settings import Settings
+from pipeline.worker.delivery import Delivery
+from pipeline.worker.handlers import make_handler
+from pipeline.worker.ownership import Owned
+from pipeline.worker.recovery import recover
+from pipeline.worker.settle import OrdersSettlement
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestTopics:
+    sources: dict[str, str]
+    """Full source topic name -> short name."""
+    link: str
+    checkpoints: str
+    checkpoint_partitions: int
+
+
+class Ingest:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        owned: Owned,
+        view: View,
+        view_loaded: asyncio.Event,
+        delivery: Delivery,
+        settlement: OrdersSettlement,
+        link_consumer: AIOKafkaConsumer,
+        topics: IngestTopics,
+        health: HealthMetrics,
+        clock: Callable[[], float],
+    ) -> None:
+        self.settings = settings
+        self.owned = owned
+        self.view = view
+        self.view_loaded = view_loaded
+        self.delivery = delivery
+        self.settlement = settlement
+        self.link_consumer = link_consumer
+        self.topics = topics
+        self.health = health
+        self.clock = clock
+        self.lock = asyncio.Lock()
+        self.consumer: AIOKafkaConsumer | None = None
+
+    async def run(self) -> None:
+        settings = self.settings
+        consumer = AIOKafkaConsumer(
+            **settings.kafka_client_options(),
+            group_id=settings.app_id,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(settings.session_timeout * 1000),
+            heartbeat_interval_ms=max(100, int(settings.session_timeout * 1000 / 3)),
+            max_poll_records=settings.max_batch,
+        )
+        self.consumer = consumer
+        self.delivery.commit = consumer.commit
+        await consumer.start()
+        consumer.subscribe(list(self.topics.sources), listener=_Rebalance(self))
+        last_flush = self.clock()
+        try:
+            while True:
+                try:
+                    batch = await consumer.getmany(
+                        timeout_ms=int(settings.flush_interval * 1000),
+                        max_records=settings.max_batch,
+                    )
+                except UnicodeDecodeError:
+                    batch = await self._step_over_unreadable(consumer)
+                links = {}
+                if self.link_consumer.assignment():
+                    links = await self.link_consumer.getmany(
+                        timeout_ms=0, max_records=settings.max_batch
+                    )
+                async with self.lock:
+                    now = self.clock()
+                    self._process(links, batch, now)
+                    if now - last_flush >= settings.flush_interval:
+                        await self._skip_markers(consumer)
+                        await self.flush(list(self.owned), now)
+                        last_flush = now
+                        self._update_lag(consumer)
+        finally:
+            # a last flush and a clean leave, unless the broker is gone: then shut down anyway
+            await bounded_shutdown(self._final_flush())
+            await bounded_shutdown(consumer.stop())
+
+    def _process(
+        self,
+        links: dict[TopicPartition, list[Any]],
+        batch: dict[TopicPartition, list[Any]],
+        now: float,
+    ) -> None:
+        for link_tp, records in links.items():
+            owner = self.owned.carts_owner(link_tp.partition)
+            if owner is None:
+                continue
+            for record in records:
+                owner.process_link(record.offset, record.key, record.value, now)
+        for tp, records in batch.items():
+            processor = self.owned.get(tp)
+            if processor is None:
+                continue  # revoked while the batch was in flight
+            for record in records:
+                processor.process(record.offset, record.key, record.value, record.headers, now)
+
+    async def _step_over_unreadable(
+        self, consumer: AIOKafkaConsumer
+    ) -> dict[TopicPartition, list[Any]]:
+        """Find and skip a record aiokafka cannot parse, instead of failing on it forever.
+
+        A header key that is not UTF-8 makes every fetch of its batch raise, and the raise also
+        drops records already taken from other partitions in that call. So: rewind every
+        partition to what its processor has processed, then read each alone; the one that raises
+        is read record by record up to the culprit, which is dead-lettered (reason only: its bytes
+        never reach us) and stepped over. Returns the records read meanwhile, to process as usual.
+        """
+        async with self.lock:
+            for tp, processor in self.owned.items():
+                consumer.seek(tp, processor.position)
+            batch: dict[TopicPartition, list[Any]] = {}
+            for tp, processor in list(self.owned.items()):
+                try:
+                    batch.update(await consumer.getmany(tp, timeout_ms=FETCH_MAX_WAIT_MS))
+                    continue
+                except UnicodeDecodeError:
+                    consumer.seek(tp, processor.position)
+                await self._read_up_to_unreadable(consumer, tp, processor)
+            return batch
+
+    async def _read_up_to_unreadable(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, processor: PartitionProcessor
+    ) -> None:
+        while True:
+            try:
+                step = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+            except UnicodeDecodeError as error:
+                offset = processor.position
+                processor.reject_unreadable(
+                    offset, f"the Kafka client cannot parse it: {error.reason}"
+                )
+                log.warning(
+                    "stepped over unreadable record %s:%d@%d", tp.topic, tp.partition, offset
+                )
+                consumer.seek(tp, processor.position)
+                return
+            if not step:
+                return
+            for record in step.get(tp, []):
+                processor.process(
+                    record.offset, record.key, record.value, record.headers, self.clock()
+                )
+
+    async def _skip_markers(self, consumer: AIOKafkaConsumer) -> None:
+        """Move processors past offsets the consumer passed without a record.
+
+        Transactional producers leave commit markers (and aborted batches) in source topics.
+        Without this a partition's checkpoints would stop short of its end offset forever, and
+        cart decisions, which wait for the orders stage to reach the end (see
+        :mod:`pipeline.worker.settle`), with them.
+        """
+        for tp, processor in self.owned.items():
+            highwater = consumer.highwater(tp)
+            if highwater is None or processor.position >= highwater:
+                continue
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), 0.1)
+            except (KafkaError, TimeoutError):
+                continue  # no valid position right now (being reset or revoked): next time
+            processor.position = max(processor.position, position)
+
+    async def flush(self, tps: list[TopicPartition], now: float) -> None:
+        """Cut one checkpoint per partition that progressed, then deliver the outbox.
+
+        Nothing new is cut while an earlier outbox is undelivered (a broker outage): records
+        keep accumulating in the processors and their next checkpoint covers them, so each
+        partition has at most one checkpoint in flight and their order cannot change.
+        """
+        delivery = self.delivery
+        if delivery.outbox and not await delivery.deliver():
+            return
+        carts_topic = self.owned.carts_topic
+        for tp in tps:
+            processor = self.owned[tp]
+            carts = tp.topic == carts_topic
+            processor.tick(now, self.settlement.settled_at if carts else None)
+            delivery.cut(tp, processor, now)
+        await delivery.deliver()
+
+    async def _final_flush(self) -> None:
+        async with self.lock:
+            await self.flush(list(self.owned), self.clock())
+
+    # -- rebalances ----------------------------------------------------------------------------
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self.lock:
+            mine = [tp for tp in revoked if tp in self.owned]
+            await self.flush(mine, self.clock())
+            await self.delivery.drain()
+            for tp in mine:
+                del self.owned[tp]
+            self._assign_links()
+            self.health.assigned.set(len(self.owned))
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self.lock:
+            await self.delivery.drain()  # recovery must read our own last checkpoints
+            new = [tp for tp in assigned if tp not in self.owned]
+            started = time.monotonic()
+            await self.view_loaded.wait()
+            recovered = await recover(
+                self.settings,
+                self.view,
+                new,
+                checkpoint_topic=self.topics.checkpoints,
+                checkpoint_partitions=self.topics.checkpoint_partitions,
+                new_processor=self._new_processor,
+                now=self.clock(),
+            )
+            recovered_at = time.monotonic()
+            assert self.consumer is not None
+            for tp, processor in recovered.items():
+                self.owned[tp] = processor
+                if processor.next_offset is not None:
+                    self.consumer.seek(tp, processor.next_offset)
+            self._assign_links()
+            self.health.assigned.set(len(self.owned))
+            if new:
+                log.info(
+                    "assigned %d partitions: state recovered in %.2f s, ready in %.2f s",
+                    len(new),
+                    recovered_at - started,
+                    time.monotonic() - started,
+                )
+
+    def _assign_links(self) -> None:
+        """Read cart-orders[p] exactly for the cx.carts partitions p this worker owns."""
+        wanted = {TopicPartition(self.topics.link, p) for p in self.owned.carts_partitions()}
+        self.link_consumer.assign(sorted(wanted))
+        for link_tp in wanted:
+            owner = self.owned.carts_owner(link_tp.partition)
+            if owner is None:
+                continue
+            self.link_consumer.seek(link_tp, owner.link_offset or 0)
+
+    def _new_processor(self, tp: TopicPartition) -> PartitionProcessor:
+        short = self.topics.sources[tp.topic]
+        return PartitionProcessor(
+            topic=short,
+            topic_name=tp.topic,
+            partition=tp.partition,
+            handler=make_handler(short, self.settings),
+            settings=self.settings,
+        )
+
+    def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+        for tp, processor in self.owned.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None and processor.position:
+                lag = max(0, highwater - processor.position)
+                self.health.lag.labels(tp.topic, str(tp.partition)).set(lag)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, ingest: Ingest) -> None:
+        self.ingest = ingest
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.ingest.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.ingest.on_assigned(set(assigned))
