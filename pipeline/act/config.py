@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -34,6 +34,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pipeline.settings import parse_duration
 from schemas.envelope import Channel
 from schemas.signals import SIGNAL_TYPES
+
+SignalType = Literal.__getitem__(SIGNAL_TYPES)  # type: ignore[attr-defined]
+"""One of the contract's signal types (a typo is caught at start, with its line)."""
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 
@@ -98,15 +101,10 @@ class Actions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     delivery: DeliveryPolicy = DeliveryPolicy()
-    signals: dict[str, SignalActions]
+    signals: dict[SignalType, SignalActions]
 
     @model_validator(mode="after")
-    def _known_types_and_unique_names(self) -> Actions:
-        for signal_type in self.signals:
-            if signal_type not in SIGNAL_TYPES:
-                raise ValueError(
-                    f"unknown signal type {signal_type!r} (one of {', '.join(SIGNAL_TYPES)})"
-                )
+    def _unique_names(self) -> Actions:
         names = [hook.name for hook in self.webhooks()]
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
@@ -163,10 +161,15 @@ def _is_pydantic_branch(part: Any) -> bool:
 
 def _node_at(node: yaml.Node | None, loc: list[Any]) -> yaml.Node | None:
     """The deepest YAML node along `loc` (its mark is where the user must look)."""
+    key_node: yaml.Node | None = None
     for part in loc:
         child = None
+        if part == "[key]":  # the mapping key itself is wrong (e.g. an unknown signal type)
+            return key_node
         if isinstance(node, yaml.MappingNode):
-            child = next((value for key, value in node.value if key.value == part), None)
+            key_node, child = next(
+                ((key, value) for key, value in node.value if key.value == part), (None, None)
+            )
             if child is None:  # a missing key: point at the mapping that lacks it
                 return node
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
