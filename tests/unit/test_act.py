@@ -284,3 +284,32 @@ def test_unusable_files(tmp_path: Path, text: str) -> None:
         load_actions(write(tmp_path, text))
     with pytest.raises(ActionsError, match="cannot read"):
         load_actions(tmp_path / "missing.yml")
+
+
+# --- deploy examples ------------------------------------------------------------------------
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "act"
+
+
+def test_example_actions_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CX_ACT_RECEIVER_SECRET", SECRET)
+    actions = load_actions(DEPLOY / "example-actions.yml")
+    assert {signal_type for signal_type, _, _ in actions.targets()} <= set(SIGNAL_TYPES)
+
+
+def test_example_receiver_accepts_act_signatures_only() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("example_receiver", DEPLOY / "receiver.py")
+    assert spec is not None and spec.loader is not None
+    receiver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(receiver)
+    receiver.SECRET = SECRET
+    body = b'{"signal_id": "sig-1"}'
+    header = sign(SECRET, body, timestamp=1_700_000_000)
+    assert receiver.verified(header, body, 1_700_000_100)
+    assert not receiver.verified(header, body + b" ", 1_700_000_100)
+    assert not receiver.verified(header, body, 1_700_000_400)  # replayed too late
+    assert not receiver.verified(
+        sign("another-secret-123", body, 1_700_000_000), body, 1_700_000_000
+    )
