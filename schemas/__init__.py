@@ -1,7 +1,8 @@
 """The cx-pipeline event contract (see CONTRACT.md) as strict pydantic v2 models.
 
 `decode_record` turns a Kafka record into one of the event models or raises `EventRejected`
-with a short, bounded `reason`; `export_json_schemas` publishes the contract as JSON Schema.
+with a short, bounded `reason`; `export_json_schemas` publishes the contract as JSON Schema. The `Signal` models describe what
+the pipeline itself writes to `cx.signals`.
 """
 
 from schemas.carts import CartItemAdded, CartItemRemoved, CheckoutStarted, CheckoutStepCompleted
@@ -24,6 +25,19 @@ from schemas.registry import (
     TOPICS,
     Event,
 )
+from schemas.signals import (
+    SIGNAL_ADAPTER,
+    SIGNAL_MODELS,
+    SIGNAL_TYPES,
+    CartAbandoned,
+    CartRecovered,
+    OrderDeliveryLate,
+    Signal,
+    SignalEnvelope,
+    SurveyDetractor,
+    TicketSlaBreached,
+    signal_id,
+)
 from schemas.surveys import SCORE_RANGES, SurveyKind, SurveySubmitted
 from schemas.tickets import (
     Priority,
@@ -43,10 +57,15 @@ __all__ = [
     "MODEL_OF_EVENT_TYPE",
     "REJECT_REASONS",
     "SCORE_RANGES",
+    "SIGNAL_ADAPTER",
+    "SIGNAL_MODELS",
+    "SIGNAL_TYPES",
     "TOPICS",
     "TOPIC_OF_EVENT_TYPE",
+    "CartAbandoned",
     "CartItemAdded",
     "CartItemRemoved",
+    "CartRecovered",
     "Channel",
     "CheckoutStarted",
     "CheckoutStepCompleted",
@@ -54,17 +73,23 @@ __all__ = [
     "Event",
     "EventRejected",
     "OrderDelivered",
+    "OrderDeliveryLate",
     "OrderPlaced",
     "OrderRefunded",
     "OrderShipped",
     "Priority",
+    "Signal",
+    "SignalEnvelope",
+    "SurveyDetractor",
     "SurveyKind",
     "SurveySubmitted",
     "TicketAgentReplied",
     "TicketOpened",
     "TicketReopened",
     "TicketResolved",
+    "TicketSlaBreached",
     "decode_record",
     "export_json_schemas",
     "json_schemas",
+    "signal_id",
 ]

@@ -6,23 +6,29 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from schemas.envelope import Envelope
 from schemas.registry import MODELS_OF_TOPIC, TOPICS
+from schemas.signals import SIGNAL_MODELS
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
 def _union_schema(
-    title: str, description: str, models: tuple[type[Envelope], ...]
+    title: str,
+    description: str,
+    models: tuple[type[BaseModel], ...],
+    discriminator: str = "event_type",
 ) -> dict[str, Any]:
     """A oneOf over `models` with shared $defs and an OpenAPI-style discriminator hint."""
     refs, top = models_json_schema(
         [(model, "validation") for model in models], ref_template="#/$defs/{model}"
     )
     mapping = {
-        model.model_fields["event_type"].annotation.__args__[0]: refs[(model, "validation")]["$ref"]  # type: ignore[union-attr]
+        model.model_fields[discriminator].annotation.__args__[0]: refs[(model, "validation")][
+            "$ref"
+        ]  # type: ignore[union-attr]
         for model in models
     }
     return {
@@ -31,9 +37,9 @@ def _union_schema(
         "title": title,
         "description": description,
         "type": "object",
-        "required": ["event_type"],
+        "required": [discriminator],
         "oneOf": [refs[(model, "validation")] for model in models],
-        "discriminator": {"propertyName": "event_type", "mapping": mapping},
+        "discriminator": {"propertyName": discriminator, "mapping": mapping},
     }
 
 
@@ -43,7 +49,8 @@ def _dump(schema: dict[str, Any]) -> str:
 
 
 def json_schemas() -> dict[str, str]:
-    """File name -> schema text: one file per topic plus `event.json` for all event types."""
+    """File name -> schema text: one file per topic, `event.json` for all event types, and
+    `signals.json` for the pipeline's own output topic `cx.signals`."""
     texts = {
         f"{topic}.json": _dump(
             _union_schema(
@@ -57,6 +64,14 @@ def json_schemas() -> dict[str, str]:
     every = tuple(model for topic in TOPICS for model in MODELS_OF_TOPIC[topic])
     texts["event.json"] = _dump(
         _union_schema("cx event", "Any cx-pipeline event (schema_version 1).", every)
+    )
+    texts["signals.json"] = _dump(
+        _union_schema(
+            "cx.signals signal",
+            "A record value on topic cx.signals, written by the pipeline (schema_version 1).",
+            SIGNAL_MODELS,
+            discriminator="signal_type",
+        )
     )
     return texts
 
