@@ -3,6 +3,7 @@
 Layers, each a package that imports only the ones below it (``tests/unit/test_layers.py``):
 
     tools       cli, demo, emit, simulate: what a person runs
+    act         `cxpipe act`: the Faust app that delivers signals to webhooks
     worker      the worker process: ingest, delivery, recovery, orders barrier, view loop
     http        HTTP servers: /metrics and health
     kafka       Kafka plumbing: topic names and creation, client helpers, the embedded broker

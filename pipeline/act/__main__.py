@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pipeline.act.config import ActionsError, load_actions
 from pipeline.act.metrics import ActMetrics
+from pipeline.kafka.topics import create_missing_topics
 from pipeline.settings import Settings
 from schemas.signals import DEAD_LETTER_TOPIC, TOPIC
 
@@ -25,17 +26,8 @@ DEFAULT_METRICS_PORT = 9465
 
 async def ensure_signal_topics(settings: Settings) -> None:
     """Create `cx.signals` and its dead letter if missing, like the worker's source topics."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    from pipeline.topics import _create_missing
-
-    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
-    await admin.start()
-    try:
-        names = [settings.topic(TOPIC), settings.topic(DEAD_LETTER_TOPIC)]
-        await _create_missing(admin, settings, names, settings.source_partitions)
-    finally:
-        await admin.close()
+    names = [settings.topic(TOPIC), settings.topic(DEAD_LETTER_TOPIC)]
+    await create_missing_topics(settings, names, settings.source_partitions)
 
 
 def run_act(

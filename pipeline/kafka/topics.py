@@ -93,6 +93,16 @@ async def ensure_topics(settings: Settings) -> None:
         await admin.close()
 
 
+async def create_missing_topics(settings: Settings, names: list[str], partitions: int) -> None:
+    """Create the named topics that do not exist yet (for components besides the worker)."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    await admin.start()
+    try:
+        await _create_missing(admin, settings, names, partitions)
+    finally:
+        await admin.close()
+
+
 async def _create_missing(
     admin: AIOKafkaAdminClient,
     settings: Settings,

@@ -134,6 +134,14 @@ def worker(bootstrap: Bootstrap = None, metrics_port: MetricsPort = None) -> Non
     run_async(main())
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def act(ctx: typer.Context) -> None:
+    """Deliver cx.signals to HTTP webhooks (Faust): --actions FILE (CX_ACTIONS), --bootstrap."""
+    from pipeline.act.__main__ import main as act_main
+
+    raise typer.Exit(act_main(ctx.args))
+
+
 @app.command()
 def broker() -> None:
     """Run the embedded Tansu broker alone and print its bootstrap address."""

@@ -17,6 +17,7 @@ PACKAGE = ROOT / "pipeline"
 
 LAYERS = (
     "pipeline.tools",
+    "pipeline.act",
     "pipeline.worker",
     "pipeline.http",
     "pipeline.kafka",

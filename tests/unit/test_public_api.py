@@ -8,6 +8,7 @@ import types
 import pytest
 
 PACKAGES = [
+    "pipeline.act",
     "pipeline.aggregates",
     "pipeline.domain",
     "pipeline.engine",
