@@ -31,7 +31,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 
-from pipeline.simulate import ShopSimulator, SimEvent
+from pipeline.tools.simulate import ShopSimulator, SimEvent
 from pipeline.topics import SOURCE_TOPICS
 from schemas import EventRejected, decode_record
 

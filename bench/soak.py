@@ -40,7 +40,7 @@ import orjson
 import psutil
 
 from bench.worker import WorkerProcess, worker_env
-from pipeline.simulate import ShopSimulator, produce
+from pipeline.tools.simulate import ShopSimulator, produce
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer

@@ -28,7 +28,7 @@ from bench.profile import Profiler
 from bench.worker import MetricsSnapshot, WorkerProcess, parse_metrics
 from pipeline.checkpoint import Checkpoint
 from pipeline.settings import Settings
-from pipeline.simulate import SimEvent
+from pipeline.tools.simulate import SimEvent
 from pipeline.topics import SOURCE_TOPICS
 from pipeline.view import View
 from pipeline.windows import window_specs

@@ -199,7 +199,7 @@ def simulate(
 
     from aiokafka import AIOKafkaProducer
 
-    from pipeline.simulate import parse_ttr_spike, run_live
+    from pipeline.tools.simulate import parse_ttr_spike, run_live
 
     settings = load_settings(bootstrap_servers=bootstrap)
     setup_logging(settings.log_level)

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from pipeline.metrics import WindowReader
 from pipeline.settings import Settings
-from pipeline.simulate import parse_ttr_spike, run_live
+from pipeline.tools.simulate import parse_ttr_spike, run_live
 from pipeline.view import View
 from pipeline.worker import Worker, bounded_shutdown
 

@@ -53,8 +53,8 @@ import yaml
 from aiokafka import AIOKafkaProducer
 
 from bench.worker import terminate
-from pipeline.simulate import ShopSimulator, SimEvent
-from pipeline.simulate import produce as produce_simulated
+from pipeline.tools.simulate import ShopSimulator, SimEvent
+from pipeline.tools.simulate import produce as produce_simulated
 from tests.integration.harness import (
     Pipeline,
     Samples,

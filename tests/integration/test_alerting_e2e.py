@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from pipeline.simulate import TICKET_CHANNEL_WEIGHTS
+from pipeline.tools.simulate import TICKET_CHANNEL_WEIGHTS
 from tests.deploy.deploy_support import load_dashboard_builder
 from tests.integration.alerting_support import (
     TTR_ALERTS,

@@ -13,7 +13,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from pipeline.simulate import (
+from pipeline.tools.simulate import (
     CHANNELS,
     DIURNAL_PROFILE,
     ShopSimulator,

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pipeline.checkpoint import Checkpoint
 from pipeline.partition import PartitionProcessor
 from pipeline.settings import Settings
-from pipeline.simulate import ShopSimulator
+from pipeline.tools.simulate import ShopSimulator
 from pipeline.view import View
 from pipeline.windows import window_specs
 from pipeline.worker import make_handler
