@@ -1,0 +1,105 @@
+"""The shop: root arrivals (shopping sessions and independent tickets) on a day/night cycle,
+calibrated so that the events they cause, follow-ups included, average ``rate`` per second."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from pipeline.tools.simulate.carts import CartStories, expected_per_session, session_channel_mix
+from pipeline.tools.simulate.core import DIURNAL_PROFILE, SimEvent, Timeline
+from pipeline.tools.simulate.spike import TtrSpike
+from pipeline.tools.simulate.surveys import SurveyStories
+from pipeline.tools.simulate.tickets import TICKETS_PER_SESSION, TicketStories
+
+
+class ShopSimulator:
+    """Generates a shop's event stream forward in time; see :mod:`pipeline.tools.simulate`.
+
+    ``rate`` is the average number of events per second over a day (the day/night profile moves
+    the instantaneous rate between ~0.3x and ~1.6x). ``utc_offset_hours`` places the shop's local
+    day; ``ttr_median`` is the median time to resolution of a ticket in seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        rate: float,
+        seed: int | None = None,
+        start: float,
+        ttr_spike: TtrSpike | None = None,
+        channel_weights: Mapping[str, float] | None = None,
+        ttr_median: float = 7200.0,
+        utc_offset_hours: float = 0.0,
+    ) -> None:
+        if not (rate > 0 and math.isfinite(rate)):
+            raise ValueError(f"rate must be a positive number of events per second, got {rate!r}")
+        if not ttr_median > 0:
+            raise ValueError(f"ttr_median must be positive, got {ttr_median!r}")
+        channel_mix = session_channel_mix(channel_weights)
+        self.rate = rate
+        self.ttr_spike = ttr_spike
+        self.ttr_median = ttr_median
+        self._timeline = timeline = Timeline(
+            seed=seed, start=start, utc_offset_hours=utc_offset_hours
+        )
+        self._rng = timeline.rng
+        surveys = SurveyStories(timeline)
+        self._tickets = TicketStories(timeline, surveys, ttr_median=ttr_median, ttr_spike=ttr_spike)
+        self._carts = CartStories(timeline, self._tickets, surveys, channel_mix)
+
+        # Root arrivals: shopping sessions and independent tickets, at rates that make the
+        # expected events per second (follow-ups included) equal `rate`.
+        per_session, tickets_per_session = expected_per_session(channel_mix)
+        session_rate = rate / per_session  # per second, before the diurnal multiplier
+        self._root_rate = session_rate * (1 + TICKETS_PER_SESSION)
+        self._p_ticket_root = TICKETS_PER_SESSION / (1 + TICKETS_PER_SESSION)
+        self._profile_max = max(DIURNAL_PROFILE)
+        self._arrival_clock = float(timeline.start_ms + 1)  # events lie strictly after `start`
+        self._schedule_next_arrival()
+        if ttr_spike is not None:
+            self._tickets.plan_spike(ttr_spike, session_rate * tickets_per_session)
+
+    @property
+    def now(self) -> float:
+        """Time up to which events have been generated (epoch seconds)."""
+        return self._timeline.last_ms / 1000
+
+    @property
+    def pending(self) -> int:
+        """Scheduled future actions: the simulator's whole state, bounded by entities in flight."""
+        return self._timeline.pending
+
+    def events_until(self, t_end: float) -> list[SimEvent]:
+        """All events with ``now < occurred_at <= t_end``, in time order; advances ``now``."""
+        limit = math.floor(t_end * 1000)
+        if limit / 1000 > t_end:  # float rounding in t_end * 1000
+            limit -= 1
+        if limit <= self._timeline.last_ms:
+            return []
+        return self._timeline.run_until(limit)
+
+    def expected_rate(self, t: float) -> float:
+        """Long-run events per second expected at time ``t`` of day (diurnal x rate)."""
+        return self.rate * self._timeline.diurnal(t * 1000)
+
+    def _schedule_next_arrival(self) -> None:
+        """Non-homogeneous Poisson arrivals by thinning against the diurnal peak."""
+        rng = self._rng
+        diurnal = self._timeline.diurnal
+        peak = self._profile_max
+        rate_ms = self._root_rate * peak / 1000
+        clock = self._arrival_clock
+        while True:
+            clock += rng.expovariate(rate_ms)
+            if rng.random() * peak < diurnal(clock):
+                break
+        self._arrival_clock = clock
+        self._timeline.at(int(clock), self._arrival, None)
+
+    def _arrival(self, t: int, _: None) -> None:
+        if self._rng.random() < self._p_ticket_root:
+            self._tickets.open_independent(t)
+        else:
+            self._carts.start_session(t)
+        self._schedule_next_arrival()
