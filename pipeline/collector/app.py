@@ -191,8 +191,9 @@ def _error_middleware(metrics: CollectorMetrics):
             metrics.refused.labels(reason).inc()
             headers = refused.headers if isinstance(refused, Refused) else None
             response = _json({"code": reason, "message": refused.message}, refused.status, headers)
-        except web.HTTPException as http_error:
-            response = http_error
+        except web.HTTPException as http_error:  # aiohttp's own answers (404, 405, CORS 403)
+            metrics.requests.labels(route, str(http_error.status)).inc()
+            raise
         except Exception:
             log.exception("unexpected error on %s", route)
             metrics.refused.labels("internal_error").inc()

@@ -44,13 +44,7 @@ async def run_collector(
     app = build_app(
         collector_settings, Judge(settings, collector_settings.default_currency), producer, metrics
     )
-    runner = web.AppRunner(
-        app,
-        access_log=None,  # an access log line would carry client details, not our business
-        keepalive_timeout=collector_settings.idle_timeout,
-        shutdown_timeout=collector_settings.shutdown_timeout,
-        handle_signals=False,
-    )
+    runner = make_runner(app, collector_settings)
     try:
         await runner.setup()
         site = web.TCPSite(runner, collector_settings.host, collector_settings.port)
@@ -63,6 +57,21 @@ async def run_collector(
     finally:
         await runner.cleanup()  # stops listening, waits for in-flight requests
         await producer.stop()  # flushes anything still queued
+
+
+def make_runner(app: web.Application, collector_settings: CollectorSettings) -> web.AppRunner:
+    """The aiohttp runner with the collector's protocol settings."""
+    return web.AppRunner(
+        app,
+        access_log=None,  # an access log line would carry client details, not our business
+        # aiohttp would inflate gzip bodies itself, without a size limit: a gzip bomb's way in;
+        # intake.BodyReader inflates them under CX_COLLECTOR_MAX_BODY instead
+        auto_decompress=False,
+        # also closes connections that never finish their headers (aiohttp arms it at connect)
+        keepalive_timeout=collector_settings.idle_timeout,
+        shutdown_timeout=collector_settings.shutdown_timeout,
+        handle_signals=False,
+    )
 
 
 def _base_url(runner: web.AppRunner, host: str) -> str:
