@@ -38,7 +38,7 @@ class RateLimiter:
         elapsed = max(0.0, now - bucket.updated)
         bucket.tokens = min(self.burst, bucket.tokens + elapsed * self.rate)
         bucket.updated = now
-        if bucket.tokens >= 1.0:
+        if bucket.tokens >= 1.0 - 1e-9:  # a client that waited exactly as told must fit
             bucket.tokens -= 1.0
             return 0.0
         return (1.0 - bucket.tokens) / self.rate
