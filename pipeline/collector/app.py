@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -162,10 +163,10 @@ class Collector:
                 "Kafka is not taking events now; retry the same request later",
                 {"Retry-After": str(self.collector.retry_after)},
             ) from None
-        for record in triage.accepted:
-            self.metrics.accepted.labels(record.topic).inc()
-        for rejection in triage.rejected:
-            self.metrics.rejected.labels(rejection.reason).inc()
+        for topic, count in Counter(record.topic for record in triage.accepted).items():
+            self.metrics.accepted.labels(topic).inc(count)
+        for reason, count in Counter(rejection.reason for rejection in triage.rejected).items():
+            self.metrics.rejected.labels(reason).inc(count)
         for reason, count in triage.ignored.items():
             self.metrics.ignored.labels(reason).inc(count)
         return triage.response()

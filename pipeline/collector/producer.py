@@ -1,23 +1,26 @@
 """The Kafka side of the collector: all of a request's records acked (acks=all), or an error.
 
-Records are grouped per partition and handed over with ``send_batch`` (one produce batch per
-partition instead of one ``send()`` per event, ~8x faster in research/perf.md). Partitions are
-chosen with aiokafka's default partitioner (murmur2 of the key), as a Java or aiokafka producer
-would. The number of records awaiting acks is bounded: past it a request is refused whole.
+Records are placed with Kafka's default partitioner (murmur2 of the key), as a Java or aiokafka
+producer would, and handed to :class:`~pipeline.collector.batching.PartitionBatcher`, which
+sends whole batches (``send_batch``: ~8x faster than one ``send()`` per event, research/perf.md).
+The number of records awaiting acks is bounded: past it a request is refused whole.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import random
 import time
 from collections import defaultdict
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2
 
+from pipeline.collector.batching import Header, Partition, PartitionBatcher, PendingRecord
 from pipeline.collector.config import CollectorSettings
 from pipeline.collector.metrics import CollectorMetrics
 from pipeline.collector.triage import Rejection, Triage
@@ -32,8 +35,12 @@ _PROBE_INTERVAL = 1.0
 _PROBE_TIMEOUT = 2.0
 _MAX_BATCH_BYTES = 1_048_576
 
-Header = tuple[str, bytes]
-_Pending = list[tuple[bytes, bytes, list[Header]]]
+
+@functools.lru_cache(maxsize=65_536)
+def partition_of(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2 of the key); cached: aiokafka's murmur2 is pure
+    Python and an entity's events keep coming with the same key."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class Unavailable(Exception):
@@ -65,15 +72,16 @@ class EventProducer:
         self.metrics = metrics
         self.reachable = False
         self._pending = 0
-        self._partitioner = DefaultPartitioner()
         self._producer = AIOKafkaProducer(
             **settings.kafka_client_options(),
             acks="all",
             linger_ms=0,  # send_batch hands over whole batches; nothing to wait for
-            max_batch_size=max(_MAX_BATCH_BYTES, settings.max_record_bytes + 4096),
+            # a dead letter keeps a rejected item whole, up to a whole body
+            max_batch_size=max(_MAX_BATCH_BYTES, collector.max_body + 65_536),
             request_timeout_ms=int(collector.produce_timeout * 1000),
             client_id="cx-collector",
         )
+        self._batcher = PartitionBatcher(self._producer)
         self._probe: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -89,9 +97,9 @@ class EventProducer:
                 await self._probe
         await self._producer.stop()
 
-    def _set_reachable(self, value: bool) -> None:
+    def _set_reachable(self, value: bool, cause: object = None) -> None:
         if value != self.reachable:
-            log.warning("broker %s", "reachable again" if value else "unreachable")
+            log.warning("broker %s%s", "reachable" if value else "unreachable: ", cause or "")
         self.reachable = value
         self.metrics.broker_up.set(1 if value else 0)
 
@@ -102,15 +110,15 @@ class EventProducer:
                 async with asyncio.timeout(_PROBE_TIMEOUT):
                     await self._producer.client.fetch_all_metadata()
                 self._set_reachable(True)
-            except (TimeoutError, KafkaError, OSError):
-                self._set_reachable(False)
+            except (TimeoutError, KafkaError, OSError) as error:
+                self._set_reachable(False, f"metadata probe failed ({error!r})")
             await asyncio.sleep(_PROBE_INTERVAL)
 
     async def deliver(self, triage: Triage) -> None:
         """Produce accepted records and dead letters; return once Kafka acked all of them.
 
         Raises :class:`Unavailable` when the broker is unreachable, the buffer is full, or acks
-        do not arrive in time. Records already sent may still land: a client retry then makes
+        do not arrive in time. Records already queued may still land: a client retry then makes
         duplicates, which ``event_id`` removes.
         """
         count = len(triage.accepted) + len(triage.rejected)
@@ -123,70 +131,42 @@ class EventProducer:
         self._pending += count
         self.metrics.pending_events.set(self._pending)
         started = time.perf_counter()
-        futures: list[asyncio.Future[object]] = []
-        settled: asyncio.Future[list[object]] | None = None
+        acked: asyncio.Future[None] | None = None
         try:
             async with asyncio.timeout(self.collector.produce_timeout):
-                for (topic, partition), records in (await self._by_partition(triage)).items():
-                    futures.extend(await self._send(topic, partition, records))
-                settled = self._settled(futures, count)
-                # shielded: giving up on a request must not cancel batches aiokafka still owns
-                results = await asyncio.shield(settled)
+                acked = self._batcher.submit(await self._by_partition(triage))
+                acked.add_done_callback(lambda _: self._released(count))
+                # shielded: giving up on a request must not withdraw records already queued
+                await asyncio.shield(acked)
         except (TimeoutError, KafkaError, OSError) as error:
-            if settled is None:  # gave up while handing over: release once the sent part settles
-                self._settled(futures, count)
-            self._set_reachable(False)
+            if acked is None:  # gave up before anything was queued
+                self._released(count)
+            self._set_reachable(False, f"produce failed ({error!r})")
             raise Unavailable(
                 "broker_unavailable", f"Kafka did not acknowledge: {error!r}"
             ) from None
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            self._set_reachable(False)
-            raise Unavailable("broker_unavailable", f"Kafka refused: {failed[0]!r}")
         self.metrics.produce_seconds.observe(time.perf_counter() - started)
-
-    def _settled(
-        self, futures: list[asyncio.Future[object]], count: int
-    ) -> asyncio.Future[list[object]]:
-        """All of ``futures`` settled; the events stop counting as pending only then."""
-        done = asyncio.gather(*futures, return_exceptions=True)
-        done.add_done_callback(lambda _: self._released(count))
-        return done
 
     def _released(self, count: int) -> None:
         self._pending -= count
         self.metrics.pending_events.set(self._pending)
 
-    async def _by_partition(self, triage: Triage) -> dict[tuple[str, int], _Pending]:
-        groups: dict[tuple[str, int], _Pending] = defaultdict(list)
-        partitions: dict[str, list[int]] = {}
+    async def _by_partition(self, triage: Triage) -> dict[Partition, list[PendingRecord]]:
+        groups: dict[Partition, list[PendingRecord]] = defaultdict(list)
+        counts = {
+            topic: len(await self._producer.partitions_for(topic))
+            for topic in {self.settings.topic(r.topic) for r in triage.accepted}
+        }
         for record in triage.accepted:
             topic = self.settings.topic(record.topic)
-            groups[(topic, await self._partition(topic, record.key, partitions))].append(
+            groups[(topic, partition_of(record.key, counts[topic]))].append(
                 (record.key, record.value, [])
             )
-        dead_letters = self.settings.topic(DEAD_LETTER)
-        for rejection in triage.rejected:
-            partition = await self._partition(dead_letters, None, partitions)
-            groups[(dead_letters, partition)].append(
-                (None, rejection.value, dead_letter_headers(rejection))
-            )
+        if triage.rejected:
+            dead_letters = self.settings.topic(DEAD_LETTER)
+            partitions = sorted(await self._producer.partitions_for(dead_letters))
+            for rejection in triage.rejected:
+                groups[(dead_letters, random.choice(partitions))].append(
+                    (None, rejection.value, dead_letter_headers(rejection))
+                )
         return groups
-
-    async def _partition(self, topic: str, key: bytes | None, known: dict[str, list[int]]) -> int:
-        if topic not in known:
-            known[topic] = sorted(await self._producer.partitions_for(topic))
-        return self._partitioner(key, known[topic], known[topic])
-
-    async def _send(
-        self, topic: str, partition: int, records: _Pending
-    ) -> list[asyncio.Future[object]]:
-        futures = []
-        batch = self._producer.create_batch()
-        for key, value, headers in records:
-            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                futures.append(await self._producer.send_batch(batch, topic, partition=partition))
-                batch = self._producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None, headers=headers)
-        futures.append(await self._producer.send_batch(batch, topic, partition=partition))
-        return futures

@@ -103,10 +103,3 @@ def main(bootstrap: str | None = None, host: str | None = None, port: int | None
             log.info("collector stopped")
 
     asyncio.run(serve())
-
-
-if __name__ == "__main__":
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    main()

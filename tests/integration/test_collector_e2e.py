@@ -386,7 +386,7 @@ def test_sigterm_finishes_in_flight_requests_and_loses_nothing_acked(broker, tmp
     }
     log = (tmp_path / "collector.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.collector.server"],
+        [sys.executable, "-m", "pipeline.collector"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=log,
