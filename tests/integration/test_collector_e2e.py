@@ -229,6 +229,27 @@ def test_events_endpoint_json_array_and_gzipped_ndjson(broker):
     assert b"{not json" in raw  # an unparsable line is kept as it came
 
 
+def test_concurrent_requests_are_all_acked_and_every_event_lands_once(broker):
+    """Many clients at once share partitions: each request is answered after its own acks."""
+    settings = settings_for(broker.bootstrap)
+    now = time.time()
+    batches = [[survey(now - n, n % 11) for n in range(50)] for _ in range(40)]
+
+    async def send_all(url: str) -> list[int]:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            answers = await asyncio.gather(
+                *(http.post("/v1/events", json=batch, headers=auth()) for batch in batches)
+            )
+        return [answer.status_code for answer in answers]
+
+    with RunningCollector(settings, rate_burst=100) as collector:
+        assert asyncio.run(send_all(collector.url)) == [200] * len(batches)
+        assert collector.sample("cx_collector_events_accepted_total", topic="surveys") == 2000
+    records = consume_all(broker.bootstrap, settings.topic("surveys"), 2000)
+    sent = sorted(e["event_id"] for batch in batches for e in batch)
+    assert sorted(orjson.loads(r.value)["event_id"] for r in records) == sent
+
+
 # --- refusals produce nothing -------------------------------------------------------------
 
 
