@@ -6,4 +6,4 @@ from pipeline.collector.server import main
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logging.getLogger("aiokafka").setLevel(logging.WARNING)
-main()
+raise SystemExit(main())

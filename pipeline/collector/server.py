@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Callable
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
 
 from pipeline.collector.app import build_app
 from pipeline.collector.config import CollectorSettings
@@ -80,15 +83,24 @@ def _base_url(runner: web.AppRunner, host: str) -> str:
     return f"http://{shown}:{port}"
 
 
-def main(bootstrap: str | None = None, host: str | None = None, port: int | None = None) -> None:
+def main(bootstrap: str | None = None, host: str | None = None, port: int | None = None) -> int:
     """``cxpipe collect [--bootstrap H:P] [--host H] [--port N]``: run until SIGTERM/SIGINT.
 
-    CLI values override the environment. Bad settings stop the start with pydantic's message,
-    which names the offending variable.
+    CLI values override the environment. Prints the base URL on stdout once listening. Bad
+    settings or an unreachable broker stop the start with a message naming the problem
+    (exit 2 and 1); no traceback.
     """
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    collector_settings = CollectorSettings(**overrides)  # type: ignore[arg-type]
-    settings = Settings(**({"bootstrap_servers": bootstrap} if bootstrap else {}))  # type: ignore[arg-type]
+    try:
+        collector_settings = CollectorSettings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**({"bootstrap_servers": bootstrap} if bootstrap else {}))  # type: ignore[arg-type]
+        if not settings.bootstrap_servers:
+            raise ValueError(
+                "the collector needs a broker: set CX_BOOTSTRAP_SERVERS or --bootstrap"
+            )
+    except (ValidationError, ValueError) as error:
+        print(f"cxpipe collect: bad configuration: {error}", file=sys.stderr)
+        return 2
 
     async def serve() -> None:
         task = asyncio.current_task()
@@ -102,4 +114,12 @@ def main(bootstrap: str | None = None, host: str | None = None, port: int | None
         except asyncio.CancelledError:
             log.info("collector stopped")
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except (KafkaError, OSError) as error:
+        print(
+            f"cxpipe collect: cannot reach Kafka at {settings.bootstrap_servers}: {error!r}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

@@ -28,7 +28,7 @@ from pipeline.collector import CollectorMetrics, CollectorSettings, run_collecto
 from pipeline.settings import Settings
 from tests.integration.harness import Pipeline, consume_all, cx_samples, wait_for
 from tests.integration.stories import cart_story, envelope, survey
-from tests.integration.tcp_proxy import TcpProxy
+from tests.integration.tcp_proxy import FaultStyle, TcpProxy
 from tests.oracle import (
     CART_METRICS,
     SURVEY_METRICS,
@@ -361,10 +361,29 @@ def test_cors_preflight_for_configured_origins_only(broker):
         assert answer.headers["Access-Control-Allow-Origin"] == shop
 
 
+def test_a_full_buffer_answers_503_with_retry_after_and_produces_nothing(broker):
+    settings = settings_for(broker.bootstrap)
+    now = time.time()
+    with (
+        RunningCollector(settings, max_pending_events=10) as collector,
+        httpx.Client(base_url=collector.url) as http,
+    ):
+        too_many = http.post("/v1/events", json=[survey(now, 1)] * 11, headers=auth())
+        assert too_many.status_code == 503
+        assert too_many.headers["Retry-After"] == "5"
+        fits = [survey(now, 2) for _ in range(10)]
+        assert http.post("/v1/events", json=fits, headers=auth()).status_code == 200
+        assert collector.sample("cx_collector_refused_requests_total", reason="buffer_full") == 1
+    assert len(all_records(settings, 10)) == 10
+
+
 # --- faults -------------------------------------------------------------------------------
 
 
-def test_broker_outage_answers_503_produces_nothing_and_recovers_by_itself(tmp_path):
+@pytest.mark.parametrize("style", ["reset", "blackhole"])
+def test_broker_outage_answers_503_produces_nothing_and_recovers_by_itself(
+    tmp_path, style: FaultStyle
+):
     with (
         TcpProxy() as proxy,
         EmbeddedBroker(log_path=tmp_path / "tansu.log", advertised_port=proxy.port) as own,
@@ -377,7 +396,7 @@ def test_broker_outage_answers_503_produces_nothing_and_recovers_by_itself(tmp_p
             httpx.Client(base_url=collector.url, timeout=30) as http,
         ):
             assert http.post("/v1/events", json=[survey(now, 9)], headers=auth()).status_code == 200
-            proxy.cut("reset")
+            proxy.cut(style)
             wait_for(lambda: http.get("/healthz").status_code == 503, 20, "healthz to turn 503")
             lost = http.post("/v1/events", json=[survey(now, 1)], headers=auth())
             assert lost.status_code == 503

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -60,3 +64,33 @@ def test_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CX_DEFAULT_CURRENCY", "euro")
     with pytest.raises(ValidationError, match="CX_DEFAULT_CURRENCY"):
         CollectorSettings()
+
+
+def run_collector_process(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CX_")}
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.collector"],
+        env=clean | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parents[2],
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "named", "code"),
+    [
+        ({"CX_BOOTSTRAP_SERVERS": "127.0.0.1:1"}, "CX_COLLECTOR_TOKENS", 2),
+        ({"CX_COLLECTOR_TOKENS": "t"}, "CX_BOOTSTRAP_SERVERS", 2),
+        ({"CX_COLLECTOR_TOKENS": "t", "CX_COLLECTOR_PORT": "http"}, "port", 2),
+        ({"CX_COLLECTOR_TOKENS": "t", "CX_BOOTSTRAP_SERVERS": "127.0.0.1:1"}, "cannot reach", 1),
+    ],
+)
+def test_bad_configuration_stops_the_start_naming_the_problem(
+    env: dict[str, str], named: str, code: int
+) -> None:
+    finished = run_collector_process(env)
+    assert finished.returncode == code
+    assert named in finished.stderr
+    assert "Traceback" not in finished.stderr
