@@ -35,7 +35,6 @@ from pipeline.collector.triage import Judge, Triage
 
 log = logging.getLogger(__name__)
 
-PRODUCER: web.AppKey[EventProducer] = web.AppKey("producer", EventProducer)
 _READ_CHUNK = 65_536
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -213,7 +212,6 @@ def build_app(
     app = web.Application(
         middlewares=[_error_middleware(metrics)], client_max_size=collector.max_body
     )
-    app[PRODUCER] = producer
     intake = [
         app.router.add_post("/v1/events", handlers.events),
         app.router.add_post("/v1/track", handlers.track),
