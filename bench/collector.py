@@ -36,7 +36,7 @@ from aiokafka import AIOKafkaProducer
 from bench.data import create_source_topics, encode_events, realistic_events, send_records
 from bench.report import machine_info
 from bench.worker import free_port
-from pipeline.simulate import SimEvent
+from pipeline.tools.simulate import SimEvent
 
 TOKEN = "bench-token"
 BATCH_SIZES = (1, 20, 500)
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         bootstrap = args.bootstrap
         if not bootstrap:
-            from pipeline.broker import EmbeddedBroker
+            from pipeline.kafka.broker import EmbeddedBroker
 
             bootstrap = stack.enter_context(EmbeddedBroker()).bootstrap
         results = asyncio.run(measure(bootstrap, args.events))

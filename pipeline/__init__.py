@@ -4,6 +4,7 @@ Layers, each a package that imports only the ones below it (``tests/unit/test_la
 
     tools       cli, demo, emit, simulate: what a person runs
     act         `cxpipe act`: the Faust app that delivers signals to webhooks
+    collector   `cxpipe collect`: HTTP intake (Segment-compatible), produces to the topics
     worker      the worker process: ingest, delivery, recovery, orders barrier, view loop
     http        HTTP servers: /metrics and health
     kafka       Kafka plumbing: topic names and creation, client helpers, the embedded broker

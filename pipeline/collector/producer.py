@@ -24,8 +24,8 @@ from pipeline.collector.batching import Header, Partition, PartitionBatcher, Pen
 from pipeline.collector.config import CollectorSettings
 from pipeline.collector.metrics import CollectorMetrics
 from pipeline.collector.triage import Rejection, Triage
+from pipeline.kafka.topics import DEAD_LETTER
 from pipeline.settings import Settings
-from pipeline.topics import DEAD_LETTER
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from pipeline.collector.config import CollectorSettings
 from pipeline.collector.metrics import CollectorMetrics
 from pipeline.collector.producer import EventProducer
 from pipeline.collector.triage import Judge
+from pipeline.kafka.topics import ensure_topics
 from pipeline.settings import Settings
-from pipeline.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 

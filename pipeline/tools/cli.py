@@ -134,6 +134,36 @@ def worker(bootstrap: Bootstrap = None, metrics_port: MetricsPort = None) -> Non
     run_async(main())
 
 
+@app.command()
+def collect(
+    bootstrap: Bootstrap = None,
+    host: Annotated[str | None, typer.Option("--host", help="CX_COLLECTOR_HOST")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="CX_COLLECTOR_PORT")] = None,
+) -> None:
+    """Run the HTTP collector (CONTRACT.md "HTTP intake"); embedded broker without --bootstrap."""
+    from pydantic import ValidationError
+
+    from pipeline.collector import CollectorSettings, run_collector
+
+    settings = load_settings(bootstrap_servers=bootstrap)
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    try:
+        collector = CollectorSettings(**overrides)
+    except ValidationError as error:
+        typer.echo(f"cxpipe collect: bad configuration: {error}", err=True)
+        raise typer.Exit(2) from None
+    setup_logging(settings.log_level)
+
+    async def serve() -> None:
+        async with AsyncExitStack() as stack:
+            live = await with_broker(stack, settings)
+            await run_collector(
+                live, collector, ready=lambda url: typer.echo(f"collector: {url}", err=True)
+            )
+
+    run_async(serve())
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def act(ctx: typer.Context) -> None:
     """Deliver cx.signals to HTTP webhooks (Faust): --actions FILE (CX_ACTIONS), --bootstrap."""

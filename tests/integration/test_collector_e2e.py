@@ -23,8 +23,8 @@ import orjson
 import pytest
 from segment.analytics import Client as SegmentClient
 
-from pipeline.broker import EmbeddedBroker
 from pipeline.collector import CollectorMetrics, CollectorSettings, run_collector
+from pipeline.kafka.broker import EmbeddedBroker
 from pipeline.settings import Settings
 from tests.integration.harness import Pipeline, consume_all, cx_samples, wait_for
 from tests.integration.stories import cart_story, envelope, survey

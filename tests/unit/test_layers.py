@@ -18,6 +18,7 @@ PACKAGE = ROOT / "pipeline"
 LAYERS = (
     "pipeline.tools",
     "pipeline.act",
+    "pipeline.collector",
     "pipeline.worker",
     "pipeline.http",
     "pipeline.kafka",

@@ -9,6 +9,7 @@ import pytest
 
 PACKAGES = [
     "pipeline.act",
+    "pipeline.collector",
     "pipeline.aggregates",
     "pipeline.domain",
     "pipeline.engine",
