@@ -201,7 +201,8 @@ class CartHandler:
                 cart.first_added, cart.channel = first
         if cart.outcome is None:
             add_activity(cart.segments, time, self.timeout)
-            cart.customer = earliest_customer(cart.customer, time, event.customer_id)
+            if event.customer_id is not None:
+                cart.customer = earliest_customer(cart.customer, time, event.customer_id)
             if isinstance(event, CartItemAdded | CartItemRemoved):
                 self._track_item(cart, event, time)
         if isinstance(event, CheckoutStarted) and len(cart.steps) < MAX_STEPS:

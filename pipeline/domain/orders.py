@@ -129,7 +129,8 @@ class OrderHandler:
         time = event.ts
         order = self._touch(event.order_id, time)
         order.last_arrival = out.now
-        order.customer = earliest_customer(order.customer, time, event.customer_id)
+        if event.customer_id is not None:
+            order.customer = earliest_customer(order.customer, time, event.customer_id)
         if isinstance(event, OrderPlaced):
             self._place(order, event, out)
         elif isinstance(event, OrderShipped):

@@ -49,13 +49,11 @@ def emit_signal(
     out.signal(entity_id, signal)
 
 
-def earliest_customer(known: list[Any] | None, time: float, customer_id: str | None) -> Any:
+def earliest_customer(known: list[Any] | None, time: float, customer_id: str) -> list[Any]:
     """The ``[time, customer_id]`` of an entity's earliest event that names a customer.
 
     Earliest by event time (ties: the smaller id), so arrival order never decides it.
     """
-    if customer_id is None:
-        return known
     if known is None or (time, customer_id) < (known[0], known[1]):
         return [time, customer_id]
     return known
