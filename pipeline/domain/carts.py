@@ -119,7 +119,9 @@ class Cart:
 
     @classmethod
     def from_wire(cls, data: list[Any]) -> Cart:
-        return cls(*data)  # older, shorter records leave the newer fields at their defaults
+        cart = cls(*data)  # older, shorter records leave the newer fields at their defaults
+        cart.items = list(cart.items)  # grows in place: never share it with the checkpoint
+        return cart
 
     def idle_point(self, timeout: float) -> float | None:
         """Event time at which the cart first went idle, from what is known so far."""

@@ -89,7 +89,10 @@ class Order:
 
     @classmethod
     def from_wire(cls, data: list[Any]) -> Order:
-        return cls(*data)  # older, shorter records leave the newer fields at their defaults
+        order = cls(*data)  # older, shorter records leave the newer fields at their defaults
+        # lists grow in place: never share them with the checkpoint they were decoded from
+        order.shipments, order.decided = list(order.shipments), list(order.decided)
+        return order
 
     def promises_in_force(self) -> list[list[Any]]:
         """Shipments whose promise was not replaced by a later shipment before it passed."""
