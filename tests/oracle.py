@@ -312,3 +312,235 @@ def order_expectations(events: list[dict], now: float, windows: dict[str, float]
                 )
             ] = float(sum(r[4] for r in delivered) / len(delivered))
     return expected
+
+
+SIGNAL_LATENESS = 120.0
+"""Allowed lateness (``CX_ALLOWED_LATENESS``) that facts decided "when time passes" wait for."""
+
+
+def _signal_id(signal_type: str, entity_id: str, *fact: str) -> str:
+    import hashlib
+
+    material = "\0".join((signal_type, entity_id, *fact)).encode()
+    return "sig-" + hashlib.sha256(material).hexdigest()[:40]
+
+
+def _utc_text(t: float) -> str:
+    from datetime import UTC
+
+    return datetime.fromtimestamp(t, UTC).isoformat()
+
+
+def _signal(
+    signal_type: str,
+    key_field: str,
+    entity: str,
+    t: float,
+    channel: str,
+    customer,
+    fact: tuple = (),
+    **fields,
+) -> dict:
+    signal = {
+        "signal_id": _signal_id(signal_type, entity, *fact),
+        "signal_type": signal_type,
+        "occurred_at": _utc_text(t),
+        "channel": channel,
+        "schema_version": 1,
+        key_field: entity,
+        **fields,
+    }
+    if customer is not None:
+        signal["customer_id"] = customer
+    return signal
+
+
+def _first_customer(events: list[dict]):
+    named = sorted(
+        (epoch(e["occurred_at"]), e["customer_id"]) for e in events if e.get("customer_id")
+    )
+    return named[0][1] if named else None
+
+
+def _cart_signals(events: list[dict], now: float, timeout: float, lateness: float) -> list[dict]:
+    import re
+    from decimal import Decimal
+
+    carts: dict[str, dict] = {}
+    placed: set[str] = set()
+    for event in events:
+        kind = event["event_type"]
+        if kind == "order.placed" and event["order_id"] not in placed:
+            placed.add(event["order_id"])
+            if event.get("cart_id"):
+                carts.setdefault(event["cart_id"], {"events": [], "orders": []})["orders"].append(
+                    (epoch(event["occurred_at"]), event["order_id"])
+                )
+        elif kind.startswith(("cart.", "checkout.")):
+            carts.setdefault(event["cart_id"], {"events": [], "orders": []})["events"].append(event)
+    signals = []
+    for cart_id, cart in carts.items():
+        added = sorted(
+            (epoch(e["occurred_at"]), e.get("channel", "web"))
+            for e in cart["events"]
+            if e["event_type"] == "cart.item_added"
+        )
+        if not added:
+            continue
+        channel = added[0][1]
+        times = sorted(epoch(e["occurred_at"]) for e in cart["events"])
+        idle = next(
+            times[i] + timeout
+            for i in range(len(times))
+            if i == len(times) - 1 or times[i + 1] - times[i] > timeout
+        )
+        orders = sorted(cart["orders"])
+        if any(t <= idle for t, _ in orders) or now < idle + lateness:
+            continue  # converted, or not decided yet
+        before = [e for e in cart["events"] if epoch(e["occurred_at"]) <= idle]
+        customer = _first_customer(before)
+        steps = sorted(
+            (epoch(e["occurred_at"]), e["step"])
+            for e in before
+            if e["event_type"] == "checkout.step_completed"
+        )
+        last_step = steps[-1][1] if steps else "none"
+        if not re.fullmatch(r"[a-z0-9_]{1,32}", last_step):
+            last_step = "other"
+        changes = sorted(
+            (
+                (
+                    epoch(e["occurred_at"]),
+                    e["event_type"] == "cart.item_removed",
+                    e["product_id"],
+                    i,
+                )
+                for i, e in enumerate(before)
+                if e["event_type"] in ("cart.item_added", "cart.item_removed")
+            ),
+        )  # same time: additions first
+        held: dict[str, dict] = {}
+        for _, removal, product, i in changes:
+            line = held.setdefault(product, {"quantity": 0})
+            if removal:
+                line["quantity"] = max(0, line["quantity"] - before[i]["quantity"])
+            else:
+                line["quantity"] += before[i]["quantity"]
+                line["unit_price"] = str(before[i]["unit_price"])
+                line["currency"] = before[i]["currency"]
+        additions = [before[c[3]]["currency"] for c in changes if not c[1]]
+        currency = additions[0] if additions else "XXX"  # idle before the first addition
+        items = [
+            {"product_id": p, **line} for p, line in sorted(held.items()) if line["quantity"] > 0
+        ]
+        value = sum(
+            (Decimal(i["unit_price"]) * i["quantity"] for i in items if i["currency"] == currency),
+            Decimal(0),
+        )
+        signals.append(
+            _signal(
+                "cart.abandoned",
+                "cart_id",
+                cart_id,
+                idle,
+                channel,
+                customer,
+                last_step=last_step,
+                items=items,
+                value=str(value),
+                currency=currency,
+            )
+        )
+        if orders:
+            signals.append(
+                _signal(
+                    "cart.recovered",
+                    "cart_id",
+                    cart_id,
+                    orders[0][0],
+                    channel,
+                    customer,
+                    order_id=orders[0][1],
+                )
+            )
+    return signals
+
+
+def _late_delivery_signals(events: list[dict], now: float, lateness: float) -> list[dict]:
+    orders: dict[str, list[dict]] = {}
+    for event in events:
+        if event["event_type"] in ("order.placed", "order.shipped", "order.delivered"):
+            orders.setdefault(event["order_id"], []).append(event)
+    signals = []
+    for order_id, mine in orders.items():
+        placed = [e for e in mine if e["event_type"] == "order.placed"]
+        shipments = sorted(
+            (epoch(e["occurred_at"]), epoch(e["promised_delivery_at"]), e.get("channel", "web"))
+            for e in mine
+            if e["event_type"] == "order.shipped"
+        )
+        deliveries = [epoch(e["occurred_at"]) for e in mine if e["event_type"] == "order.delivered"]
+        customer = _first_customer(mine)
+        for i, (_, promise, ship_channel) in enumerate(shipments):
+            replaced = any(later[0] <= promise for later in shipments[i + 1 :])
+            if replaced or now < promise + lateness or any(d <= promise for d in deliveries):
+                continue
+            channel = placed[0].get("channel", "web") if placed else ship_channel
+            text = _utc_text(promise)
+            signals.append(
+                _signal(
+                    "order.delivery_late",
+                    "order_id",
+                    order_id,
+                    promise,
+                    channel,
+                    customer,
+                    (text,),
+                    promised_delivery_at=text,
+                )
+            )
+    return list({s["signal_id"]: s for s in signals}.values())
+
+
+def _detractor_signals(events: list[dict]) -> list[dict]:
+    return [
+        _signal(
+            "survey.detractor",
+            "response_id",
+            e["response_id"],
+            epoch(e["occurred_at"]),
+            e.get("channel", "web"),
+            e.get("customer_id"),
+            survey=e["survey"],
+            score=e["score"],
+            touchpoint=e.get("touchpoint"),
+        )
+        for e in events
+        if e["event_type"] == "survey.submitted"
+        and (
+            (e["survey"] == "nps" and e["score"] <= 6)
+            or (e["survey"] == "csat" and e["score"] <= 2)
+        )
+    ]
+
+
+def signal_expectations(
+    events: list[dict],
+    now: float,
+    timeout: float = 1800.0,
+    lateness: float = SIGNAL_LATENESS,
+    longest_window: float = max(WINDOWS.values()),
+) -> dict[str, dict]:
+    """{signal_id: signal} the contract's "Signals" section calls for, as of ``now``.
+
+    Every event is known (arrival order never matters); events older than the longest window
+    are late and decide nothing, like everywhere else. Times are written in UTC ``isoformat``,
+    the text a late delivery's ``signal_id`` is made from.
+    """
+    fresh = [e for e in first_seen(events) if now - epoch(e["occurred_at"]) <= longest_window]
+    signals = (
+        _cart_signals(fresh, now, timeout, lateness)
+        + _late_delivery_signals(fresh, now, lateness)
+        + _detractor_signals(fresh)
+    )
+    return {s["signal_id"]: s for s in signals}

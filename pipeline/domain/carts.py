@@ -16,6 +16,14 @@ independent services, so the decision must not depend on arrival order:
   reached its cart, however far the orders stage lags (a backfill, a rebalance). An order
   produced after a cart was judged abandoned is a recovery.
 
+Each abandonment and each recovery is also a signal (``cart.abandoned``, ``cart.recovered``),
+decided in the same step as its observation: the outcome stored in the checkpoint is the
+"signalled" flag, so a replay after a crash re-sends the same ``signal_id`` and never loses one.
+What is still in an abandoned cart is folded from its item events up to the idle point, in event
+time (at equal times additions before removals), so arrival order never changes it. An order is
+known by its ``order_id`` (the link's identity): one order named by two links keeps the earlier
+time, so which link arrives first does not matter either.
+
 State is bounded: finished carts shrink to a tombstone kept ``retention`` seconds (late events of
 a converted cart are ignored meanwhile; a recovery is recognised within it), and per-cart lists
 are capped against hostile producers.
@@ -27,18 +35,23 @@ import heapq
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from prometheus_client.core import Metric
 
 from pipeline.aggregates.observations import Observations
 from pipeline.domain.reading import MetricView, WindowReader, gauge
-from schemas import CartItemAdded, CheckoutStarted, CheckoutStepCompleted
+from pipeline.domain.signalling import earliest_customer, emit_signal
+from schemas import CartItemAdded, CartItemRemoved, CheckoutStarted, CheckoutStepCompleted
 
 OUTCOMES = ("converted", "abandoned", "recovered")
 MAX_SEGMENTS = 64
 MAX_STEPS = 64
 MAX_ORDERS = 16
+MAX_ITEM_EVENTS = 64
+NO_CURRENCY = "XXX"
+"""ISO 4217's "no currency": only for a cart none of whose additions was kept (capped)."""
 _STEP_LABEL = re.compile(r"^[a-z0-9_]{1,32}$")
 
 
@@ -79,11 +92,16 @@ class Cart:
     steps: list[list[Any]] = field(default_factory=list)
     """[time, step or None]: None marks checkout.started."""
     orders: list[list[Any]] = field(default_factory=list)
-    """[time, order event id]."""
+    """[time, order id] (order event ids in state written before signals existed)."""
     last_arrival: float = 0.0
     outcome: str | None = None
     idle_at: float | None = None
     """Event time the cart was abandoned at (set once abandoned)."""
+    items: list[list[Any]] = field(default_factory=list)
+    """[time, product id, quantity, unit price, currency]; a removal has a negative quantity and
+    no price. Kept until the outcome is decided (for the abandonment signal)."""
+    customer: list[Any] | None = None
+    """[time, customer id] of the earliest cart event naming a customer (see signalling)."""
 
     def to_wire(self) -> list[Any]:
         return [
@@ -95,11 +113,15 @@ class Cart:
             self.last_arrival,
             self.outcome,
             self.idle_at,
+            self.items,
+            self.customer,
         ]
 
     @classmethod
     def from_wire(cls, data: list[Any]) -> Cart:
-        return cls(*data)
+        cart = cls(*data)  # older, shorter records leave the newer fields at their defaults
+        cart.items = list(cart.items)  # grows in place: never share it with the checkpoint
+        return cart
 
     def idle_point(self, timeout: float) -> float | None:
         """Event time at which the cart first went idle, from what is known so far."""
@@ -117,6 +139,36 @@ class Cart:
             if step is not None and when >= last_time:
                 last, last_time = step, when
         return started, last
+
+    def contents_at(self, time: float) -> tuple[list[dict[str, Any]], str, str]:
+        """(items still in the cart at ``time``, their value, the cart's currency).
+
+        The currency is that of the first addition; the value sums the items priced in it.
+        """
+        held: dict[str, list[Any]] = {}
+        currency: str | None = None
+        for _, product, quantity, price, item_currency in sorted(
+            (entry for entry in self.items if entry[0] <= time),
+            key=lambda e: (e[0], e[2] < 0, e[1], abs(e[2]), e[3] or "", e[4] or ""),
+        ):
+            line = held.setdefault(product, [0, price, item_currency])
+            if quantity > 0:
+                currency = currency or item_currency
+                line[0] += quantity
+                line[1], line[2] = price, item_currency
+            else:
+                line[0] = max(0, line[0] + quantity)
+        currency = currency or NO_CURRENCY
+        items = [
+            {"product_id": p, "quantity": q, "unit_price": price, "currency": c}
+            for p, (q, price, c) in sorted(held.items())
+            if q > 0
+        ]
+        value = sum(
+            (Decimal(i["unit_price"]) * i["quantity"] for i in items if i["currency"] == currency),
+            Decimal(0),
+        )
+        return items, str(value), currency
 
 
 class CartHandler:
@@ -151,17 +203,34 @@ class CartHandler:
                 cart.first_added, cart.channel = first
         if cart.outcome is None:
             add_activity(cart.segments, time, self.timeout)
+            if event.customer_id is not None:
+                cart.customer = earliest_customer(cart.customer, time, event.customer_id)
+            if isinstance(event, CartItemAdded | CartItemRemoved):
+                self._track_item(cart, event, time)
         if isinstance(event, CheckoutStarted) and len(cart.steps) < MAX_STEPS:
             cart.steps.append([time, None])
         elif isinstance(event, CheckoutStepCompleted) and len(cart.steps) < MAX_STEPS:
             cart.steps.append([time, event.step])
 
+    @staticmethod
+    def _track_item(cart: Cart, event: CartItemAdded | CartItemRemoved, time: float) -> None:
+        if len(cart.items) >= MAX_ITEM_EVENTS:
+            return
+        if isinstance(event, CartItemAdded):
+            entry = [time, event.product_id, event.quantity, str(event.unit_price), event.currency]
+        else:
+            entry = [time, event.product_id, -event.quantity, None, None]
+        cart.items.append(entry)
+
     def handle_link(self, cart_id: str, time: float, order_id: str, out: Observations) -> None:
         """An ``order.placed`` named this cart (delivered via the link topic)."""
         cart = self._touch(cart_id, out.now)
-        if any(known == order_id for _, known in cart.orders) or len(cart.orders) >= MAX_ORDERS:
-            return  # at-least-once link delivery: the same order twice is one order
-        cart.orders.append([time, order_id])
+        for known in cart.orders:
+            if known[1] == order_id:  # at-least-once links: the same order twice is one order
+                known[0] = min(known[0], time)
+                return
+        if len(cart.orders) < MAX_ORDERS:
+            cart.orders.append([time, order_id])
 
     def _touch(self, cart_id: str, now: float) -> Cart:
         cart = self.carts.get(cart_id)
@@ -216,6 +285,7 @@ class CartHandler:
             return
         cart.idle_at = idle_at
         started, last_step = cart.last_step_before(idle_at)
+        self._signal_abandoned(cart_id, cart, idle_at, step_label(last_step), out)
         self._finish(cart_id, cart, "abandoned")
         out.observe("carts", (cart.channel, "abandoned"), idle_at)
         if started:
@@ -223,14 +293,44 @@ class CartHandler:
         self._maybe_recover(cart_id, cart, out)
         self._expire_later(cart_id, cart, now)
 
+    @staticmethod
+    def _signal_abandoned(
+        cart_id: str, cart: Cart, idle_at: float, last_step: str, out: Observations
+    ) -> None:
+        if cart.customer is not None and cart.customer[0] > idle_at:
+            cart.customer = None  # named only after the abandonment: not this cart's shopper
+        items, value, currency = cart.contents_at(idle_at)
+        emit_signal(
+            out,
+            "cart.abandoned",
+            cart_id,
+            occurred_at=idle_at,
+            channel=cart.channel or "web",
+            customer_id=cart.customer[1] if cart.customer else None,
+            last_step=last_step,
+            items=items,
+            value=value,
+            currency=currency,
+        )
+
     def _maybe_recover(self, cart_id: str, cart: Cart, out: Observations) -> None:
         if cart.orders and cart.channel is not None:
+            time, order_id = min(cart.orders)
             self._finish(cart_id, cart, "recovered")
-            out.observe("carts", (cart.channel, "recovered"), min(t for t, _ in cart.orders))
+            out.observe("carts", (cart.channel, "recovered"), time)
+            emit_signal(
+                out,
+                "cart.recovered",
+                cart_id,
+                occurred_at=time,
+                channel=cart.channel,
+                customer_id=cart.customer[1] if cart.customer else None,
+                order_id=order_id,
+            )
 
     def _finish(self, cart_id: str, cart: Cart, outcome: str) -> None:
         cart.outcome = outcome
-        cart.segments, cart.steps = cart.segments[:1], []
+        cart.segments, cart.steps, cart.items = cart.segments[:1], [], []
         self._changed.add(cart_id)
 
     def _expire_later(self, cart_id: str, cart: Cart, now: float) -> None:

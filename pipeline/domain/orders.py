@@ -15,6 +15,16 @@ Decisions where the contract is silent:
 * Refunds: the order's placed channel if known, else the refund event's own channel; the currency
   is always the refund event's (a refund may be paid in another currency than the order).
 * A second ``order.placed`` for a known order is ignored (it would double the revenue).
+* Late delivery signal (``order.delivery_late``): every promise is a fact of its own (a re-promise
+  is a new fact, ``schemas.signals.signal_id``). A promise counts while it is in force, i.e. no
+  other ``order.shipped`` happened after the one that made it and by the promised time (a
+  re-promise made before the deadline replaces it; one made after it passed does not undo the
+  breach). It is breached when no ``order.delivered`` happened at or before it, by event time: a
+  delivery that arrives late but happened in time prevents the signal. Like a cart outcome, it is
+  decided once the clock passed the promise + allowed lateness and no event of the order arrived
+  for the quiet period; the promises decided so far ride in the checkpoint, so each is signalled
+  once and a replay re-sends the same ``signal_id``. Event-time ordering makes the decision the
+  same whatever the arrival order, and ``order.shipped`` events are capped per order.
 * Memory: an order is forgotten ``retention`` after its latest event time once delivered, or
   ``undelivered_retention`` if it never was (the worker sets both to ``CX_ENTITY_RETENTION``,
   30 days). A refund after that
@@ -27,7 +37,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -35,9 +45,11 @@ from prometheus_client.core import Metric
 
 from pipeline.aggregates.observations import Observations
 from pipeline.domain.reading import MetricView, WindowReader, gauge
+from pipeline.domain.signalling import earliest_customer, emit_signal, rfc3339
 from schemas import OrderDelivered, OrderPlaced, OrderRefunded, OrderShipped
 
 DAY = 86_400.0
+MAX_SHIPMENTS = 16
 
 
 @dataclass
@@ -50,23 +62,62 @@ class Order:
     delivered: bool = False
     last_time: float = 0.0
     """Latest event time seen for the order (drives forgetting)."""
+    shipments: list[list[Any]] = field(default_factory=list)
+    """[event time, promised time, channel] of each ``order.shipped`` (capped)."""
+    delivered_at: float | None = None
+    """Earliest ``order.delivered`` event time."""
+    decided: list[float] = field(default_factory=list)
+    """Promises whose lateness is decided (signalled or not): each fact is decided once."""
+    customer: list[Any] | None = None
+    """[time, customer id] of the earliest event naming a customer (see signalling)."""
+    last_arrival: float = 0.0
+    """Wall-clock time the order's latest event arrived (the quiet period runs from it)."""
 
     def to_wire(self) -> list[Any]:
-        return [self.channel, self.currency, self.promised_at, self.delivered, self.last_time]
+        return [
+            self.channel,
+            self.currency,
+            self.promised_at,
+            self.delivered,
+            self.last_time,
+            self.shipments,
+            self.delivered_at,
+            self.decided,
+            self.customer,
+            self.last_arrival,
+        ]
 
     @classmethod
     def from_wire(cls, data: list[Any]) -> Order:
-        return cls(*data)
+        order = cls(*data)  # older, shorter records leave the newer fields at their defaults
+        # lists grow in place: never share them with the checkpoint they were decoded from
+        order.shipments, order.decided = list(order.shipments), list(order.decided)
+        return order
+
+    def promises_in_force(self) -> list[list[Any]]:
+        """Shipments whose promise was not replaced by a later shipment before it passed."""
+        ordered = sorted(self.shipments, key=lambda s: (s[0], s[1]))
+        return [
+            shipment
+            for i, shipment in enumerate(ordered)
+            if not any(later[0] <= shipment[1] for later in ordered[i + 1 :])
+        ]
 
 
 class OrderHandler:
     """Order state for one ``cx.orders`` partition."""
 
     def __init__(
-        self, *, retention: float = 30 * DAY, undelivered_retention: float = 90 * DAY
+        self,
+        *,
+        retention: float = 30 * DAY,
+        undelivered_retention: float = 90 * DAY,
+        lateness: float = 120.0,
+        quiet: float = 5.0,
     ) -> None:
         self.retention = retention
         self.undelivered_retention = undelivered_retention
+        self.lateness, self.quiet = lateness, quiet
         self.orders: dict[str, Order] = {}
         self._changed: set[str] = set()
         self._due: list[tuple[float, str]] = []
@@ -78,14 +129,24 @@ class OrderHandler:
         if isinstance(event, OrderRefunded):
             self._refund(event, out)
             return
-        order = self._touch(event.order_id, event.ts)
+        time = event.ts
+        order = self._touch(event.order_id, time)
+        order.last_arrival = out.now
+        if event.customer_id is not None:
+            order.customer = earliest_customer(order.customer, time, event.customer_id)
         if isinstance(event, OrderPlaced):
             self._place(order, event, out)
         elif isinstance(event, OrderShipped):
-            order.promised_at = event.promised_delivery_at.timestamp()
-        elif isinstance(event, OrderDelivered) and not order.delivered:
-            order.delivered = True
-            self._deliver(order, event, out)
+            order.promised_at = promise = event.promised_delivery_at.timestamp()
+            if len(order.shipments) < MAX_SHIPMENTS:
+                order.shipments.append([time, promise, str(event.channel)])
+                self._push(event.order_id, max(promise + self.lateness, out.now + self.quiet))
+        elif isinstance(event, OrderDelivered):
+            if order.delivered_at is None or time < order.delivered_at:
+                order.delivered_at = time
+            if not order.delivered:
+                order.delivered = True
+                self._deliver(order, event, out)
         self._push(event.order_id, order.last_time + self._horizon(order))
 
     def _touch(self, order_id: str, time: float) -> Order:
@@ -106,7 +167,7 @@ class OrderHandler:
         out.observe("orders", labels, time)
         out.observe("revenue", labels, time, event.total)
         if event.cart_id is not None:
-            out.link_order(event.cart_id, time, event.event_id)
+            out.link_order(event.cart_id, time, event.order_id)  # the link's identity
 
     def _refund(self, event: OrderRefunded, out: Observations) -> None:
         order = self.orders.get(event.order_id)
@@ -148,12 +209,46 @@ class OrderHandler:
             order = self.orders.get(order_id)
             if order is None:
                 continue
+            next_decision = self._decide_lateness(order_id, order, now, out)
             forget_at = order.last_time + self._horizon(order)
-            if forget_at <= now:
+            if next_decision is not None:  # forgetting waits until every promise is decided
+                self._push(order_id, next_decision)
+            elif forget_at <= now:
                 del self.orders[order_id]
                 self._changed.add(order_id)
             else:
                 self._push(order_id, forget_at)
+
+    def _decide_lateness(
+        self, order_id: str, order: Order, now: float, out: Observations
+    ) -> float | None:
+        """Decide the promises that are due; returns when the next one is (None: none left)."""
+        pending = [s for s in order.promises_in_force() if s[1] not in order.decided]
+        if not pending:
+            return None
+        if now - order.last_arrival < self.quiet:
+            return order.last_arrival + self.quiet
+        next_due: float | None = None
+        for _, promise, ship_channel in pending:
+            due = promise + self.lateness
+            if now < due:
+                next_due = due if next_due is None else min(next_due, due)
+                continue
+            order.decided.append(promise)
+            self._changed.add(order_id)
+            if order.delivered_at is not None and order.delivered_at <= promise:
+                continue
+            emit_signal(
+                out,
+                "order.delivery_late",
+                order_id,
+                occurred_at=promise,
+                channel=order.channel or ship_channel,
+                customer_id=order.customer[1] if order.customer else None,
+                fact=(rfc3339(promise),),
+                promised_delivery_at=rfc3339(promise),
+            )
+        return next_due
 
     # -- persistence --------------------------------------------------------------------------
     def take_changes(self, full: bool = False) -> dict[str, Any]:

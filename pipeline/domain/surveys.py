@@ -1,7 +1,8 @@
 """Survey responses -> the NPS, CSAT and CES ingredients (CONTRACT.md "Metric definitions").
 
 Only counts and sums are stored; scores are computed at exposition from the window's totals, so
-windows merge exactly and a ratio is never averaged.
+windows merge exactly and a ratio is never averaged. A detractor (NPS 0-6, CSAT 1-2) is also a
+``survey.detractor`` signal at the response's time: a follow-up is due whatever the window.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from prometheus_client.core import Metric
 from pipeline.aggregates.observations import Observations
 from pipeline.domain.handler import Stateless
 from pipeline.domain.reading import MetricView, WindowReader, gauge
+from pipeline.domain.signalling import emit_signal
 from schemas import SurveySubmitted
 
 NPS_CATEGORIES = ("promoter", "passive", "detractor")
+CSAT_DETRACTOR_MAX = 2
+"""CSAT scores 1-2 call for a follow-up (CONTRACT.md "Signals")."""
 
 
 def nps_category(score: int) -> str:
@@ -31,13 +35,33 @@ class SurveyHandler(Stateless):
         survey = str(event.survey)
         time = event.ts
         out.observe("survey_responses", (channel, survey), time)
+        score = event.score
         if survey == "nps":
-            out.observe("nps", (channel, nps_category(event.score)), time)
+            category = nps_category(score)
+            out.observe("nps", (channel, category), time)
+            if category == "detractor":
+                self._detractor(event, channel, out)
         elif survey == "csat":
-            if event.score >= 4:
+            if score >= 4:
                 out.observe("csat_satisfied", (channel,), time)
+            elif score <= CSAT_DETRACTOR_MAX:
+                self._detractor(event, channel, out)
         else:
-            out.observe("ces_sum", (channel,), time, event.score)
+            out.observe("ces_sum", (channel,), time, score)
+
+    @staticmethod
+    def _detractor(event: SurveySubmitted, channel: str, out: Observations) -> None:
+        emit_signal(
+            out,
+            "survey.detractor",
+            event.response_id,
+            occurred_at=event.ts,
+            channel=channel,
+            customer_id=event.customer_id,
+            survey=str(event.survey),
+            score=event.score,
+            touchpoint=event.touchpoint,
+        )
 
 
 def metrics(view: MetricView, now: float) -> Iterator[Metric]:

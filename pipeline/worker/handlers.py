@@ -22,7 +22,12 @@ def make_handler(topic: str, settings: Settings) -> DomainHandler:
         )
     if topic == "orders":
         retention = settings.entity_retention
-        return OrderHandler(retention=retention, undelivered_retention=retention)
+        return OrderHandler(
+            retention=retention,
+            undelivered_retention=retention,
+            lateness=settings.allowed_lateness,
+            quiet=settings.quiet_period,
+        )
     if topic == "tickets":
         return TicketHandler(retention=settings.entity_retention)
     raise ValueError(f"no domain logic for topic {topic!r}")

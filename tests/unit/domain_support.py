@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 
@@ -15,9 +16,11 @@ from pipeline.aggregates.delta import add_value
 from pipeline.aggregates.windows import window_specs
 from pipeline.domain.handler import DomainHandler
 from pipeline.engine.checkpoint import Checkpoint
+from pipeline.engine.links import encode_link
 from pipeline.engine.partition import PartitionProcessor
 from pipeline.engine.view import View
 from pipeline.settings import Settings
+from pipeline.worker.handlers import make_handler
 
 NOW = 1_800_000_000.0
 SETTINGS = Settings(bootstrap_servers="unused:9092")
@@ -111,3 +114,71 @@ def fold(checkpoints: list[Checkpoint]) -> tuple[dict, dict]:
         for k, amount in checkpoint.delta.totals.items():
             totals[k] += amount
     return windowed, {k: v for k, v in totals.items() if v}
+
+
+TOPIC_OF_EVENT = {"cart": "carts", "checkout": "carts", "order": "orders", "survey": "surveys"}
+KEY_OF_TOPIC = {"carts": "cart_id", "orders": "order_id", "surveys": "response_id"}
+
+
+def make_handlers() -> dict[str, DomainHandler]:
+    """The signal-emitting handlers as the worker configures them (default settings)."""
+    return {topic: make_handler(topic, SETTINGS) for topic in KEY_OF_TOPIC}
+
+
+class SignalShop:
+    """Carts, orders and surveys partitions with the link between them, as one worker runs them.
+
+    Records are kept in per-topic logs (Kafka stand-ins) and each flush "sends" links and
+    signals before storing the checkpoint, like ``Delivery.cut``. :meth:`crash` drops every
+    processor and rebuilds it from the stored checkpoints, then replays the logs from there,
+    so what a worker decided but had not checkpointed is decided again.
+    """
+
+    def __init__(self) -> None:
+        self.logs: dict[str, list[tuple[bytes, bytes]]] = {topic: [] for topic in KEY_OF_TOPIC}
+        self.link_log: list[tuple[bytes, bytes]] = []
+        self.checkpoints: dict[str, list[bytes]] = {topic: [] for topic in KEY_OF_TOPIC}
+        self.sent: list[dict[str, Any]] = []
+        """Every signal sent, in order, duplicates included."""
+        self.crashes = 0
+        self.procs = self._fresh()
+
+    @staticmethod
+    def _fresh() -> dict[str, PartitionProcessor]:
+        return {topic: make_processor(topic, h) for topic, h in make_handlers().items()}
+
+    def arrive(self, event: dict[str, Any]) -> None:
+        topic = TOPIC_OF_EVENT[event["event_type"].split(".")[0]]
+        key = str(event[KEY_OF_TOPIC[topic]]).encode()
+        self.logs[topic].append((key, orjson.dumps(event)))
+
+    def step(self, now: float, crash_after: str | None = None) -> None:
+        """Process what arrived, fire timers and flush (orders first: links reach carts).
+
+        ``crash_after`` names the topic whose links and signals are sent but whose checkpoint
+        never is: the worker dies right there.
+        """
+        for topic in ("orders", "surveys", "carts"):
+            proc = self.procs[topic]
+            for offset in range(proc.position, len(self.logs[topic])):
+                proc.process(offset, *self.logs[topic][offset], (), now)
+            if topic == "carts":
+                for offset in range(proc.link_offset or 0, len(self.link_log)):
+                    proc.process_link(offset, *self.link_log[offset], now)
+            proc.tick(now)
+            for cart_id, time, order_id in proc.take_links():
+                self.link_log.append((cart_id.encode(), encode_link(time, order_id)))
+            self.sent += [orjson.loads(orjson.dumps(s)) for _, s in proc.take_signals()]
+            checkpoint = proc.take_checkpoint(now)
+            if topic == crash_after:
+                self.crash(now)
+                return
+            if checkpoint is not None:
+                self.checkpoints[topic].append(checkpoint.encode())
+
+    def crash(self, now: float) -> None:
+        """SIGKILL: everything not checkpointed is gone; restart from the checkpoints."""
+        self.crashes += 1
+        self.procs = self._fresh()
+        for topic, proc in self.procs.items():
+            proc.restore([Checkpoint.decode(c) for c in self.checkpoints[topic]], now)
