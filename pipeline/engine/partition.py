@@ -1,4 +1,4 @@
-"""Stage 1 for one source partition: decode, validate, dedupe, apply domain logic, checkpoint.
+"""Stage 1 for one source partition: route, decode, validate, dedupe, apply domain logic, checkpoint.
 
 Pure and synchronous: the worker feeds it records and ships what it returns, which keeps every
 rule here testable without a broker. Offsets make replays harmless: a record at or below the last
@@ -17,6 +17,15 @@ from pipeline.domain.handler import DomainHandler
 from pipeline.engine.checkpoint import Checkpoint, SequenceLedger
 from pipeline.engine.dedupe import IdStore, id_hash
 from pipeline.engine.links import decode_link
+from pipeline.engine.placement import (
+    Forward,
+    Origin,
+    OriginLedger,
+    Placement,
+    origin_headers,
+    route,
+    split_origin,
+)
 from pipeline.settings import Settings
 from schemas import EventRejected, decode_record
 
@@ -31,6 +40,8 @@ class Rejection:
     headers: Sequence[tuple[str, bytes]]
     reason: str
     detail: str
+    origin: Origin | None = None
+    """Where a forwarded record was produced (its dead letter names that place)."""
 
 
 UNREADABLE = "unreadable_record"
@@ -47,12 +58,21 @@ class PartitionProcessor:
         partition: int,
         handler: DomainHandler,
         settings: Settings,
+        placement: Placement | None = None,
     ) -> None:
         self.topic = topic
         self.topic_name = topic_name
         self.partition = partition
         self.handler = handler
         self.settings = settings
+        self.placement = placement
+        """The topic's canonical partitions; None applies every record where it landed."""
+        self.forwards: list[Forward] = []
+        """Misplaced records to send to their canonical partition before the next checkpoint."""
+        self.repartition_offset: int | None = None
+        """Next offset of this partition's repartition topic to read."""
+        self.origins = OriginLedger()
+        self._forwards_moved = False
         self.ids = IdStore(settings.effective_dedupe_horizon)
         self.out = Observations()
         self.rejected: list[Rejection] = []
@@ -84,6 +104,46 @@ class PartitionProcessor:
             return  # seen already: a replay after a crash or rebalance, or a re-fetch
         self.position = offset + 1
         self.out.now = now
+        if self.placement is not None:
+            home = route(key, self.partition, self.placement)
+            if home is not None:
+                assert key is not None  # route() keeps keyless records here
+                here = Origin(self.topic_name, self.partition, offset)
+                self.forwards.append(Forward(home, key, value, (*headers, *origin_headers(here))))
+                self.out.count("misplaced", (self.topic_name,))
+                return
+        self._apply(offset, key, value, headers, now, None)
+
+    def process_forwarded(
+        self,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]],
+        now: float,
+    ) -> None:
+        """A record of this partition that its producer placed elsewhere (repartition topic)."""
+        if self.repartition_offset is not None and offset < self.repartition_offset:
+            return
+        self.repartition_offset = offset + 1
+        self._forwards_moved = True
+        self.out.now = now
+        origin, own_headers = split_origin(headers)
+        if origin is not None and not self.origins.admit(origin):
+            return  # re-sent after its origin crashed before checkpointing: applied already
+        at = origin.offset if origin is not None else offset
+        self._apply(at, key, value, own_headers, now, origin)
+
+    def _apply(
+        self,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]],
+        now: float,
+        origin: Origin | None,
+    ) -> None:
+        """Decode, dedupe and hand to the domain: the same for records landed here or sent here."""
         settings = self.settings
         try:
             event = decode_record(
@@ -97,7 +157,9 @@ class PartitionProcessor:
             )
         except EventRejected as rejected:
             self.rejected.append(
-                Rejection(offset, key, value, tuple(headers), rejected.reason, rejected.detail)
+                Rejection(
+                    offset, key, value, tuple(headers), rejected.reason, rejected.detail, origin
+                )
             )
             self.out.count("rejected", (self.topic_name, rejected.reason))
             return
@@ -139,6 +201,11 @@ class PartitionProcessor:
         links, self.out.links = self.out.links, []
         return links
 
+    def take_forwards(self) -> list[Forward]:
+        """Misplaced records since the last call, to be written before the checkpoint."""
+        forwards, self.forwards = self.forwards, []
+        return forwards
+
     def take_signals(self) -> list[tuple[str, dict[str, Any]]]:
         """Signals decided since the last call, to be written before the checkpoint."""
         signals, self.out.signals = self.out.signals, []
@@ -158,7 +225,8 @@ class PartitionProcessor:
         """Everything since the last checkpoint (records or timer output), or None."""
         progressed = self.position > (self.next_offset or 0)
         full = now - self.last_full_at >= self.settings.snapshot_interval
-        if not (progressed or full or self.out.delta or self._links_moved):
+        moved = self._links_moved or self._forwards_moved
+        if not (progressed or full or self.out.delta or moved):
             return None
         if progressed:
             self.next_offset = self.position
@@ -177,9 +245,11 @@ class PartitionProcessor:
             state=self.handler.take_changes(full),
             pending=self.out.pending_to_wire(),
             link_offset=self.link_offset,
+            repartition_offset=self.repartition_offset,
+            origins=self.origins.to_wire(),
             full=full,
         )
-        self._links_moved = False
+        self._links_moved = self._forwards_moved = False
         self.ids.expire(now)
         return checkpoint
 
@@ -209,5 +279,8 @@ class PartitionProcessor:
             self.seq = checkpoint.seq
             if checkpoint.link_offset is not None:
                 self.link_offset = checkpoint.link_offset
+            if checkpoint.repartition_offset is not None:
+                self.repartition_offset = checkpoint.repartition_offset
+            self.origins.restore(checkpoint.origins)
             yield
         self.ids.expire(now)
