@@ -62,6 +62,11 @@ class Order:
 class OrderHandler:
     """Order state for one ``cx.orders`` partition."""
 
+    ordered_types = frozenset(("order.shipped", "order.delivered", "order.refunded"))
+    """Given in event-time order once the topic settled (pipeline/engine/holdback.py), so a
+    delivery meets the shipment and a refund the placed order produced before it. Placed orders
+    go straight through: their cart links must leave with the checkpoint (worker/settle.py)."""
+
     def __init__(
         self, *, retention: float = 30 * DAY, undelivered_retention: float = 90 * DAY
     ) -> None:

@@ -89,6 +89,12 @@ def ttr_buckets_of(seconds: float) -> list[str]:
 class TicketHandler:
     """Ticket state for one ``cx.tickets`` partition."""
 
+    ordered_types = frozenset(
+        ("ticket.opened", "ticket.agent_replied", "ticket.resolved", "ticket.reopened")
+    )
+    """Given in event-time order once the topic settled (pipeline/engine/holdback.py): "first"
+    reply or resolution and the open/closed state follow event time, wherever events landed."""
+
     def __init__(self, *, retention: float = 30 * DAY, orphan_retention: float = DAY) -> None:
         self.retention = retention
         self.orphan_retention = orphan_retention

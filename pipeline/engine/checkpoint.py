@@ -40,6 +40,8 @@ class Checkpoint:
     repartition_offset: int | None = None
     """Next offset of the partition's repartition topic (forwards of misplaced records); in the
     first line, because the orders-settled barrier of every worker waits on it."""
+    held: list[list[Any]] = field(default_factory=list)
+    """Events waiting for their topic to settle (engine/holdback): all of them, every time."""
     origins: dict[str, int] = field(default_factory=dict)
     """Origin partition -> highest origin offset of a forward applied (see engine/placement)."""
     full: bool = False
@@ -85,6 +87,8 @@ class Checkpoint:
         tail = {"ids": self.ids, "pending": self.pending, "links": self.link_offset}
         if self.origins:
             tail["origins"] = self.origins
+        if self.held:
+            tail["held"] = self.held
         return b"\n".join(
             (orjson.dumps(head), orjson.dumps(tail), orjson.dumps(self.entity_state()))
         )
@@ -114,6 +118,7 @@ class Checkpoint:
             checkpoint.pending = tail["pending"]
             checkpoint.link_offset = tail["links"]
             checkpoint.origins = tail.get("origins", {})
+            checkpoint.held = tail.get("held", [])
             if version == 2:
                 checkpoint.state = tail["state"]
             else:

@@ -16,6 +16,7 @@ from pipeline.aggregates.observations import Observations
 from pipeline.domain.handler import DomainHandler
 from pipeline.engine.checkpoint import Checkpoint, SequenceLedger
 from pipeline.engine.dedupe import IdStore, id_hash
+from pipeline.engine.holdback import Held, HoldBack
 from pipeline.engine.links import decode_link
 from pipeline.engine.placement import (
     Forward,
@@ -67,6 +68,9 @@ class PartitionProcessor:
         self.settings = settings
         self.placement = placement
         """The topic's canonical partitions; None applies every record where it landed."""
+        self.ordered: frozenset[str] = getattr(handler, "ordered_types", frozenset())
+        """Event types the handler must get in event-time order (see engine/holdback)."""
+        self.holdback = HoldBack()
         self.forwards: list[Forward] = []
         """Misplaced records to send to their canonical partition before the next checkpoint."""
         self.repartition_offset: int | None = None
@@ -173,7 +177,23 @@ class PartitionProcessor:
         if now - time > settings.longest_window:
             self.out.count("late", (self.topic_name,))
             return
+        if event.event_type in self.ordered:
+            assert value is not None  # decode_record rejects a record without a value
+            self.holdback.hold(time, now, key, value, event)
+            return
         self.handler.handle(event, self.out)
+
+    def _release(self, settled: float) -> None:
+        """Hand held events to the handler once their topic is settled (engine/holdback)."""
+        for held in self.holdback.release(settled):
+            self.handler.handle(self._held_event(held), self.out)
+
+    def _held_event(self, held: Held) -> Any:
+        if held.event is not None:
+            return held.event
+        # restored from a checkpoint: valid when it arrived, and decoding is deterministic
+        # (only the future-skew check reads the clock, and the clock only moved forward)
+        return decode_record(self.topic, held.key, held.value, now=max(self.out.now, held.time))
 
     def reject_unreadable(self, offset: int, detail: str) -> None:
         """Step over a record the client cannot parse, leaving a reason-only dead letter."""
@@ -214,18 +234,22 @@ class PartitionProcessor:
     def tick(self, now: float, decide_until: float | None = None) -> None:
         """Release due observations and fire domain timers.
 
-        Timers fire as of ``decide_until`` when given: the time up to which everything another
-        partition may tell this one (cart-order links) is known to have arrived.
+        Timers fire, and held events are released, as of ``decide_until`` when given: the time
+        up to which everything another partition may tell this one (forwarded records, cart-order
+        links) is known to have arrived.
         """
         self.out.release(now)
-        self.handler.tick(now if decide_until is None else min(now, decide_until), self.out)
+        settled = now if decide_until is None else min(now, decide_until)
+        if self.holdback.held:
+            self._release(settled)
+        self.handler.tick(settled, self.out)
 
     # -- checkpoints --------------------------------------------------------------------------
     def take_checkpoint(self, now: float) -> Checkpoint | None:
         """Everything since the last checkpoint (records or timer output), or None."""
         progressed = self.position > (self.next_offset or 0)
         full = now - self.last_full_at >= self.settings.snapshot_interval
-        moved = self._links_moved or self._forwards_moved
+        moved = self._links_moved or self._forwards_moved or self.holdback.changed
         if not (progressed or full or self.out.delta or moved):
             return None
         if progressed:
@@ -247,6 +271,7 @@ class PartitionProcessor:
             link_offset=self.link_offset,
             repartition_offset=self.repartition_offset,
             origins=self.origins.to_wire(),
+            held=self.holdback.to_wire(),
             full=full,
         )
         self._links_moved = self._forwards_moved = False
@@ -275,6 +300,7 @@ class PartitionProcessor:
             if checkpoint.full:
                 self.last_full_at = checkpoint.written_at
             self.out.restore_pending(checkpoint.pending)
+            self.holdback.restore(checkpoint.held)
             self.next_offset = self.position = checkpoint.next_offset
             self.seq = checkpoint.seq
             if checkpoint.link_offset is not None:

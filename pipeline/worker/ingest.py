@@ -31,7 +31,7 @@ from pipeline.worker.delivery import Delivery
 from pipeline.worker.handlers import make_handler
 from pipeline.worker.ownership import Owned
 from pipeline.worker.recovery import recover
-from pipeline.worker.settle import OrdersSettlement
+from pipeline.worker.settle import Settlement
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class Ingest:
         view: View,
         view_loaded: asyncio.Event,
         delivery: Delivery,
-        settlement: OrdersSettlement,
+        settlements: dict[str, Settlement],
         internal_consumer: AIOKafkaConsumer,
         topics: IngestTopics,
         health: HealthMetrics,
@@ -72,7 +72,8 @@ class Ingest:
         self.view = view
         self.view_loaded = view_loaded
         self.delivery = delivery
-        self.settlement = settlement
+        self.settlements = settlements
+        """Source topic -> the barrier its timers and held events wait for (pipeline/worker/settle)."""
         self.internal_consumer = internal_consumer
         """Reads cart-orders links and repartition topics, for exactly the owned partitions."""
         self.topics = topics
@@ -232,11 +233,10 @@ class Ingest:
         delivery = self.delivery
         if delivery.outbox and not await delivery.deliver():
             return
-        carts_topic = self.owned.carts_topic
         for tp in tps:
             processor = self.owned[tp]
-            carts = tp.topic == carts_topic
-            processor.tick(now, self.settlement.settled_at if carts else None)
+            settlement = self.settlements.get(tp.topic)
+            processor.tick(now, None if settlement is None else settlement.settled_at)
             delivery.cut(tp, processor, now)
         await delivery.deliver()
 

@@ -42,7 +42,7 @@ from pipeline.settings import Settings
 from pipeline.worker.delivery import Delivery, Topology
 from pipeline.worker.ingest import Ingest, IngestTopics
 from pipeline.worker.ownership import Owned
-from pipeline.worker.settle import OrdersSettlement
+from pipeline.worker.settle import OrdersSettlement, Settlement
 from pipeline.worker.view_loop import ViewLoop
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class Worker:
         self.view_loop = ViewLoop(settings, self.view, self.health, self.processors, clock)
         self.server = MetricsServer(settings, self.view, self.health, clock, self.is_ready)
         self.delivery: Delivery | None = None
-        self.settlement: OrdersSettlement | None = None
+        self.settlements: dict[str, Settlement] = {}
         self._stopping = asyncio.Event()
 
     @property
@@ -113,7 +113,8 @@ class Worker:
         offsets = AIOKafkaConsumer(**settings.kafka_client_options(), group_id=None)
         await offsets.start()
         self.delivery = Delivery(producer, topology, self.health)
-        self.settlement = OrdersSettlement(
+        interval = settings.flush_interval / 2
+        carts = OrdersSettlement(
             view=self.view,
             owned=self.processors,
             offsets=offsets,
@@ -122,17 +123,30 @@ class Worker:
             carts_topic=settings.topic("carts"),
             repartition=repartition,
             link_topic=links,
-            interval=settings.flush_interval / 2,
+            interval=interval,
             clock=self.clock,
         )
-        self.health.cart_decisions_behind.set_function(self.settlement.decisions_behind)
+        self.settlements = {settings.topic("carts"): carts}
+        for short in ("orders", "tickets"):  # their handlers hold events (engine/holdback)
+            topic = settings.topic(short)
+            self.settlements[topic] = Settlement(
+                view=self.view,
+                owned=self.processors,
+                offsets=offsets,
+                topic=topic,
+                partitions=source_partitions[topic],
+                repartition=repartition[topic],
+                interval=interval,
+                clock=self.clock,
+            )
+        self.health.cart_decisions_behind.set_function(carts.decisions_behind)
         ingest = Ingest(
             settings,
             owned=self.processors,
             view=self.view,
             view_loaded=self.view_loop.loaded,
             delivery=self.delivery,
-            settlement=self.settlement,
+            settlements=self.settlements,
             internal_consumer=internal_consumer,
             topics=IngestTopics(
                 sources=sources,
@@ -158,7 +172,8 @@ class Worker:
                 tasks.create_task(ingest.run())
                 tasks.create_task(self._watch_stop())
                 tasks.create_task(self._probe_broker(internal_consumer))
-                tasks.create_task(self.settlement.run())
+                for settlement in self.settlements.values():
+                    tasks.create_task(settlement.run())
                 if started is not None:
                     started.set()
         except* _Stopped:
