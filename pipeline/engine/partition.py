@@ -23,7 +23,7 @@ from pipeline.engine.placement import (
     Origin,
     OriginLedger,
     Placement,
-    origin_headers,
+    origin_header,
     route,
     split_origin,
 )
@@ -112,8 +112,8 @@ class PartitionProcessor:
             home = route(key, self.partition, self.placement)
             if home is not None:
                 assert key is not None  # route() keeps keyless records here
-                here = Origin(self.topic_name, self.partition, offset)
-                self.forwards.append(Forward(home, key, value, (*headers, *origin_headers(here))))
+                here = origin_header(self.partition, offset)
+                self.forwards.append(Forward(home, key, value, [*headers, here]))
                 self.out.count("misplaced", (self.topic_name,))
                 return
         self._apply(offset, key, value, headers, now, None)
@@ -132,7 +132,7 @@ class PartitionProcessor:
         self.repartition_offset = offset + 1
         self._forwards_moved = True
         self.out.now = now
-        origin, own_headers = split_origin(headers)
+        origin, own_headers = split_origin(self.topic_name, headers)
         if origin is not None and not self.origins.admit(origin):
             return  # re-sent after its origin crashed before checkpointing: applied already
         at = origin.offset if origin is not None else offset

@@ -18,10 +18,9 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-ORIGIN_TOPIC = "cx.origin.topic"
-ORIGIN_PARTITION = "cx.origin.partition"
-ORIGIN_OFFSET = "cx.origin.offset"
-ORIGIN_HEADERS = (ORIGIN_TOPIC, ORIGIN_PARTITION, ORIGIN_OFFSET)
+ORIGIN = "cx.origin"
+"""Header of a forward: ``b"<partition>:<offset>"`` where it landed in the same source topic
+(one header, appended last: cheap to write and to find)."""
 
 _M = 0x5BD1E995
 _SEED = 0x9747B28C
@@ -106,39 +105,31 @@ class Origin:
     offset: int
 
 
-def origin_headers(origin: Origin) -> list[tuple[str, bytes]]:
-    return [
-        (ORIGIN_TOPIC, origin.topic.encode()),
-        (ORIGIN_PARTITION, str(origin.partition).encode()),
-        (ORIGIN_OFFSET, str(origin.offset).encode()),
-    ]
+def origin_header(partition: int, offset: int) -> tuple[str, bytes]:
+    return (ORIGIN, b"%d:%d" % (partition, offset))
 
 
 def split_origin(
-    headers: Sequence[tuple[str, bytes]],
-) -> tuple[Origin | None, tuple[tuple[str, bytes], ...]]:
-    """The origin a forward carries, and the producer's own headers without it.
+    topic: str, headers: Sequence[tuple[str, bytes]]
+) -> tuple[Origin | None, Sequence[tuple[str, bytes]]]:
+    """The origin a forward of ``topic`` carries, and the producer's own headers without it.
 
-    None if the origin headers are missing or unreadable (nobody but the pipeline writes the
+    None if the origin header is missing or unreadable (nobody but the pipeline writes the
     repartition topic, so that means a hand-written record: it is applied, never deduplicated
     by origin).
     """
-    found: dict[str, bytes] = {}
-    own: list[tuple[str, bytes]] = []
-    for name, value in headers:
-        if name in ORIGIN_HEADERS:
-            found[name] = value
-        else:
-            own.append((name, value))
+    if headers and headers[-1][0] == ORIGIN:  # where forwarding put it
+        value, own = headers[-1][1], headers[:-1]
+    else:
+        found = [v for name, v in headers if name == ORIGIN]
+        if not found:
+            return None, headers
+        value, own = found[-1], [(n, v) for n, v in headers if n != ORIGIN]
+    partition, _, offset = value.partition(b":")
     try:
-        origin = Origin(
-            found[ORIGIN_TOPIC].decode(),
-            int(found[ORIGIN_PARTITION]),
-            int(found[ORIGIN_OFFSET]),
-        )
-    except (KeyError, ValueError, UnicodeDecodeError):
-        origin = None
-    return origin, tuple(own)
+        return Origin(topic, int(partition), int(offset)), own
+    except ValueError:
+        return None, own
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +139,7 @@ class Forward:
     partition: int
     key: bytes
     value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
+    headers: list[tuple[str, bytes]]
 
 
 class OriginLedger:

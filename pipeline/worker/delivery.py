@@ -131,7 +131,7 @@ class Delivery:
                         forward.value,
                         forward.key,
                         forward.partition,
-                        list(forward.headers),
+                        forward.headers,
                     )
                 )
         for key, signal in processor.take_signals():
@@ -181,8 +181,40 @@ class Delivery:
         return Record(self.topology.checkpoints, checkpoint.encode(), checkpoint.key(), partition)
 
     async def _send_all(self, records: list[Record]) -> None:
-        futures = [await self._send(r) for r in records]
+        """Send and await ``records``; those with a partition go as whole batches per partition
+        (in order), which costs a tenth of one ``send()`` each (research/perf.md): forwards of
+        misplaced records can be most of a flush."""
+        by_partition: dict[tuple[str, int], list[Record]] = {}
+        futures = []
+        for record in records:
+            if record.partition is None:
+                futures.append(await self._send(record))
+            else:
+                by_partition.setdefault((record.topic, record.partition), []).append(record)
+        for (topic, partition), part in by_partition.items():
+            futures += await self._send_batches(topic, partition, part)
         await asyncio.gather(*futures)
+
+    async def _send_batches(
+        self, topic: str, partition: int, records: list[Record]
+    ) -> list[asyncio.Future[Any]]:
+        futures = []
+        batch = self.producer.create_batch()
+        for r in records:
+            appended = batch.append(
+                key=r.key, value=r.value, timestamp=None, headers=r.headers or []
+            )
+            if appended is None:  # full: send it and start the next one
+                futures.append(await self.producer.send_batch(batch, topic, partition=partition))
+                batch = self.producer.create_batch()
+                if (
+                    batch.append(key=r.key, value=r.value, timestamp=None, headers=r.headers or [])
+                    is None
+                ):
+                    futures.append(await self._send(r))  # larger than a batch: on its own
+        if batch.record_count():
+            futures.append(await self.producer.send_batch(batch, topic, partition=partition))
+        return futures
 
     async def _send(self, r: Record) -> asyncio.Future[Any]:
         if r.key is None and r.value is None:
