@@ -10,7 +10,9 @@ Decisions where the contract is silent:
   ``order.shipped`` seen before it (a re-shipment replaces the promise); delivered exactly at the
   promise is on time. A delivery whose promise is unknown (no ``order.shipped`` arrived before it)
   cannot be judged, so it goes to ``deliveries_unknown_promise`` and is EXCLUDED from both the
-  numerator and the denominator; a ``shipped`` arriving after its delivery does not re-judge it.
+  numerator and the denominator; a ``shipped`` applied after its delivery does not re-judge it.
+  Shipments, deliveries and refunds are applied in event-time order once everything produced
+  before them has arrived, wherever they were placed (``ordered_types`` below).
   Only an order's first delivery counts.
 * Refunds: the order's placed channel if known, else the refund event's own channel; the currency
   is always the refund event's (a refund may be paid in another currency than the order).
