@@ -413,6 +413,21 @@ ROWS: tuple[Row, ...] = (
                 unit="ops",
             ),
             Panel(
+                "Misplaced records per second by topic",
+                (
+                    q(
+                        f"sum by (topic) ({cx_rate('cx_events_misplaced_total')})",
+                        "{{topic}}",
+                    ),
+                ),
+                "Records that producers put on another partition than murmur2(key) would "
+                "(CRC32, FNV-1a, round-robin or explicit partitions): forwarded to their "
+                "canonical partition through <app_id>.repartition-<topic>, so the numbers are "
+                "exact, at some extra work. Zero when every producer uses murmur2.",
+                unit="ops",
+                stack=True,
+            ),
+            Panel(
                 "Consumer lag by topic",
                 (
                     q(

@@ -10,7 +10,9 @@ Decisions where the contract is silent:
   ``order.shipped`` seen before it (a re-shipment replaces the promise); delivered exactly at the
   promise is on time. A delivery whose promise is unknown (no ``order.shipped`` arrived before it)
   cannot be judged, so it goes to ``deliveries_unknown_promise`` and is EXCLUDED from both the
-  numerator and the denominator; a ``shipped`` arriving after its delivery does not re-judge it.
+  numerator and the denominator; a ``shipped`` applied after its delivery does not re-judge it.
+  Shipments, deliveries and refunds are applied in event-time order once everything produced
+  before them has arrived, wherever they were placed (``ordered_types`` below).
   Only an order's first delivery counts.
 * Refunds: the order's placed channel if known, else the refund event's own channel; the currency
   is always the refund event's (a refund may be paid in another currency than the order).
@@ -106,6 +108,11 @@ class Order:
 
 class OrderHandler:
     """Order state for one ``cx.orders`` partition."""
+
+    ordered_types = frozenset(("order.shipped", "order.delivered", "order.refunded"))
+    """Given in event-time order once the topic settled (pipeline/engine/holdback.py), so a
+    delivery meets the shipment and a refund the placed order produced before it. Placed orders
+    go straight through: their cart links must leave with the checkpoint (worker/settle.py)."""
 
     def __init__(
         self,

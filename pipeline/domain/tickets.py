@@ -3,8 +3,9 @@
 CONTRACT.md, "Metric definitions": TTR runs from ``ticket.opened`` to the ticket's FIRST
 ``ticket.resolved`` and is observed at the resolution's event time; a reopen puts the ticket back
 in the backlog and counts as a reopen, but its later resolution adds no second TTR. First response
-runs from ``ticket.opened`` to the first ``ticket.agent_replied``. "First" means first to arrive:
-all events of a ticket share its key, so they reach its partition in the producer's order.
+runs from ``ticket.opened`` to the first ``ticket.agent_replied``. "First" means first in event
+time: a ticket's events may land on any partitions, so the worker hands them over in event-time
+order once everything produced before them has arrived (``ordered_types`` below).
 
 Decisions where the contract is silent:
 
@@ -88,6 +89,12 @@ def ttr_buckets_of(seconds: float) -> list[str]:
 
 class TicketHandler:
     """Ticket state for one ``cx.tickets`` partition."""
+
+    ordered_types = frozenset(
+        ("ticket.opened", "ticket.agent_replied", "ticket.resolved", "ticket.reopened")
+    )
+    """Given in event-time order once the topic settled (pipeline/engine/holdback.py): "first"
+    reply or resolution and the open/closed state follow event time, wherever events landed."""
 
     def __init__(self, *, retention: float = 30 * DAY, orphan_retention: float = DAY) -> None:
         self.retention = retention

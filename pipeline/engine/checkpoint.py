@@ -37,6 +37,13 @@ class Checkpoint:
     pending: list[list[Any]] = field(default_factory=list)
     link_offset: int | None = None
     """Next offset of the partition's cart-orders link topic (carts partitions only)."""
+    repartition_offset: int | None = None
+    """Next offset of the partition's repartition topic (forwards of misplaced records); in the
+    first line, because the orders-settled barrier of every worker waits on it."""
+    held: list[list[Any]] = field(default_factory=list)
+    """Events waiting for their topic to settle (engine/holdback): all of them, every time."""
+    origins: dict[str, int] = field(default_factory=dict)
+    """Origin partition -> highest origin offset of a forward applied (see engine/placement)."""
     full: bool = False
     """``state`` holds every live entity, not just changes: recovery can start here."""
     state_wire: bytes | None = field(default=None, repr=False)
@@ -75,7 +82,13 @@ class Checkpoint:
             "delta": self.delta.to_wire(),
             "full": self.full,
         }
+        if self.repartition_offset is not None:
+            head["rp"] = self.repartition_offset
         tail = {"ids": self.ids, "pending": self.pending, "links": self.link_offset}
+        if self.origins:
+            tail["origins"] = self.origins
+        if self.held:
+            tail["held"] = self.held
         return b"\n".join(
             (orjson.dumps(head), orjson.dumps(tail), orjson.dumps(self.entity_state()))
         )
@@ -96,6 +109,7 @@ class Checkpoint:
             written_at=head["at"],
             delta=Delta.from_wire(head["delta"]),
             full=head.get("full", False),
+            repartition_offset=head.get("rp"),
         )
         if not for_view:
             tail_bytes, _, state_bytes = rest.partition(b"\n")
@@ -103,6 +117,8 @@ class Checkpoint:
             checkpoint.ids = tail["ids"]
             checkpoint.pending = tail["pending"]
             checkpoint.link_offset = tail["links"]
+            checkpoint.origins = tail.get("origins", {})
+            checkpoint.held = tail.get("held", [])
             if version == 2:
                 checkpoint.state = tail["state"]
             else:

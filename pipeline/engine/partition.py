@@ -1,4 +1,4 @@
-"""Stage 1 for one source partition: decode, validate, dedupe, apply domain logic, checkpoint.
+"""Stage 1 for one source partition: route, decode, validate, dedupe, apply domain logic, checkpoint.
 
 Pure and synchronous: the worker feeds it records and ships what it returns, which keeps every
 rule here testable without a broker. Offsets make replays harmless: a record at or below the last
@@ -16,7 +16,17 @@ from pipeline.aggregates.observations import Observations
 from pipeline.domain.handler import DomainHandler
 from pipeline.engine.checkpoint import Checkpoint, SequenceLedger
 from pipeline.engine.dedupe import IdStore, id_hash
+from pipeline.engine.holdback import Held, HoldBack
 from pipeline.engine.links import decode_link
+from pipeline.engine.placement import (
+    Forward,
+    Origin,
+    OriginLedger,
+    Placement,
+    origin_header,
+    route,
+    split_origin,
+)
 from pipeline.settings import Settings
 from schemas import EventRejected, decode_record
 
@@ -31,6 +41,8 @@ class Rejection:
     headers: Sequence[tuple[str, bytes]]
     reason: str
     detail: str
+    origin: Origin | None = None
+    """Where a forwarded record was produced (its dead letter names that place)."""
 
 
 UNREADABLE = "unreadable_record"
@@ -47,12 +59,24 @@ class PartitionProcessor:
         partition: int,
         handler: DomainHandler,
         settings: Settings,
+        placement: Placement | None = None,
     ) -> None:
         self.topic = topic
         self.topic_name = topic_name
         self.partition = partition
         self.handler = handler
         self.settings = settings
+        self.placement = placement
+        """The topic's canonical partitions; None applies every record where it landed."""
+        self.ordered: frozenset[str] = getattr(handler, "ordered_types", frozenset())
+        """Event types the handler must get in event-time order (see engine/holdback)."""
+        self.holdback = HoldBack()
+        self.forwards: list[Forward] = []
+        """Misplaced records to send to their canonical partition before the next checkpoint."""
+        self.repartition_offset: int | None = None
+        """Next offset of this partition's repartition topic to read."""
+        self.origins = OriginLedger()
+        self._forwards_moved = False
         self.ids = IdStore(settings.effective_dedupe_horizon)
         self.out = Observations()
         self.rejected: list[Rejection] = []
@@ -84,6 +108,46 @@ class PartitionProcessor:
             return  # seen already: a replay after a crash or rebalance, or a re-fetch
         self.position = offset + 1
         self.out.now = now
+        if self.placement is not None:
+            home = route(key, self.partition, self.placement)
+            if home is not None:
+                assert key is not None  # route() keeps keyless records here
+                here = origin_header(self.partition, offset)
+                self.forwards.append(Forward(home, key, value, [*headers, here]))
+                self.out.count("misplaced", (self.topic_name,))
+                return
+        self._apply(offset, key, value, headers, now, None)
+
+    def process_forwarded(
+        self,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]],
+        now: float,
+    ) -> None:
+        """A record of this partition that its producer placed elsewhere (repartition topic)."""
+        if self.repartition_offset is not None and offset < self.repartition_offset:
+            return
+        self.repartition_offset = offset + 1
+        self._forwards_moved = True
+        self.out.now = now
+        origin, own_headers = split_origin(self.topic_name, headers)
+        if origin is not None and not self.origins.admit(origin):
+            return  # re-sent after its origin crashed before checkpointing: applied already
+        at = origin.offset if origin is not None else offset
+        self._apply(at, key, value, own_headers, now, origin)
+
+    def _apply(
+        self,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]],
+        now: float,
+        origin: Origin | None,
+    ) -> None:
+        """Decode, dedupe and hand to the domain: the same for records landed here or sent here."""
         settings = self.settings
         try:
             event = decode_record(
@@ -97,7 +161,9 @@ class PartitionProcessor:
             )
         except EventRejected as rejected:
             self.rejected.append(
-                Rejection(offset, key, value, tuple(headers), rejected.reason, rejected.detail)
+                Rejection(
+                    offset, key, value, tuple(headers), rejected.reason, rejected.detail, origin
+                )
             )
             self.out.count("rejected", (self.topic_name, rejected.reason))
             return
@@ -111,7 +177,23 @@ class PartitionProcessor:
         if now - time > settings.longest_window:
             self.out.count("late", (self.topic_name,))
             return
+        if event.event_type in self.ordered:
+            assert value is not None  # decode_record rejects a record without a value
+            self.holdback.hold(time, now, key, value, event)
+            return
         self.handler.handle(event, self.out)
+
+    def _release(self, settled: float) -> None:
+        """Hand held events to the handler once their topic is settled (engine/holdback)."""
+        for held in self.holdback.release(settled):
+            self.handler.handle(self._held_event(held), self.out)
+
+    def _held_event(self, held: Held) -> Any:
+        if held.event is not None:
+            return held.event
+        # restored from a checkpoint: valid when it arrived, and decoding is deterministic
+        # (only the future-skew check reads the clock, and the clock only moved forward)
+        return decode_record(self.topic, held.key, held.value, now=max(self.out.now, held.time))
 
     def reject_unreadable(self, offset: int, detail: str) -> None:
         """Step over a record the client cannot parse, leaving a reason-only dead letter."""
@@ -139,6 +221,11 @@ class PartitionProcessor:
         links, self.out.links = self.out.links, []
         return links
 
+    def take_forwards(self) -> list[Forward]:
+        """Misplaced records since the last call, to be written before the checkpoint."""
+        forwards, self.forwards = self.forwards, []
+        return forwards
+
     def take_signals(self) -> list[tuple[str, dict[str, Any]]]:
         """Signals decided since the last call, to be written before the checkpoint."""
         signals, self.out.signals = self.out.signals, []
@@ -147,18 +234,23 @@ class PartitionProcessor:
     def tick(self, now: float, decide_until: float | None = None) -> None:
         """Release due observations and fire domain timers.
 
-        Timers fire as of ``decide_until`` when given: the time up to which everything another
-        partition may tell this one (cart-order links) is known to have arrived.
+        Timers fire, and held events are released, as of ``decide_until`` when given: the time
+        up to which everything another partition may tell this one (forwarded records, cart-order
+        links) is known to have arrived.
         """
         self.out.release(now)
-        self.handler.tick(now if decide_until is None else min(now, decide_until), self.out)
+        settled = now if decide_until is None else min(now, decide_until)
+        if self.holdback.held:
+            self._release(settled)
+        self.handler.tick(settled, self.out)
 
     # -- checkpoints --------------------------------------------------------------------------
     def take_checkpoint(self, now: float) -> Checkpoint | None:
         """Everything since the last checkpoint (records or timer output), or None."""
         progressed = self.position > (self.next_offset or 0)
         full = now - self.last_full_at >= self.settings.snapshot_interval
-        if not (progressed or full or self.out.delta or self._links_moved):
+        moved = self._links_moved or self._forwards_moved or self.holdback.changed
+        if not (progressed or full or self.out.delta or moved):
             return None
         if progressed:
             self.next_offset = self.position
@@ -177,9 +269,12 @@ class PartitionProcessor:
             state=self.handler.take_changes(full),
             pending=self.out.pending_to_wire(),
             link_offset=self.link_offset,
+            repartition_offset=self.repartition_offset,
+            origins=self.origins.to_wire(),
+            held=self.holdback.to_wire(),
             full=full,
         )
-        self._links_moved = False
+        self._links_moved = self._forwards_moved = False
         self.ids.expire(now)
         return checkpoint
 
@@ -205,9 +300,13 @@ class PartitionProcessor:
             if checkpoint.full:
                 self.last_full_at = checkpoint.written_at
             self.out.restore_pending(checkpoint.pending)
+            self.holdback.restore(checkpoint.held)
             self.next_offset = self.position = checkpoint.next_offset
             self.seq = checkpoint.seq
             if checkpoint.link_offset is not None:
                 self.link_offset = checkpoint.link_offset
+            if checkpoint.repartition_offset is not None:
+                self.repartition_offset = checkpoint.repartition_offset
+            self.origins.restore(checkpoint.origins)
             yield
         self.ids.expire(now)

@@ -73,6 +73,8 @@ class View:
         self.index: dict[Source, RecoveryIndex] = {}
         self.next_offsets: dict[Source, int] = {}
         """Per source partition, the first offset not yet covered by an applied checkpoint."""
+        self.repartition_offsets: dict[Source, int] = {}
+        """Per source partition, the first offset of its repartition topic not yet applied."""
 
     def apply(self, checkpoint: Checkpoint, at: tuple[int, int] | None = None) -> bool:
         """Fold one checkpoint in; False if it was already applied.
@@ -87,6 +89,8 @@ class View:
         if at is not None:
             self.index.setdefault(checkpoint.source, RecoveryIndex()).note(checkpoint, at[1])
         self.next_offsets[checkpoint.source] = checkpoint.next_offset
+        if checkpoint.repartition_offset is not None:
+            self.repartition_offsets[checkpoint.source] = checkpoint.repartition_offset
         for (series, bucket), value in checkpoint.delta.windowed.items():
             self.store.add(series, bucket, value)
         for series, amount in checkpoint.delta.totals.items():
@@ -151,6 +155,7 @@ class View:
                 for (t, p), entry in self.index.items()
             ],
             "next": [[t, p, offset] for (t, p), offset in self.next_offsets.items()],
+            "rp": [[t, p, offset] for (t, p), offset in self.repartition_offsets.items()],
             "applied": self.applied,
             "at": self.last_written_at,
         }
@@ -188,5 +193,6 @@ class View:
         for t, p, last_full, minutes in body["index"]:
             self.index[(t, p)] = RecoveryIndex(last_full, deque((m, o) for m, o in minutes))
         self.next_offsets = {(t, p): offset for t, p, offset in body["next"]}
+        self.repartition_offsets = {(t, p): offset for t, p, offset in body.get("rp", [])}
         self.applied = body["applied"]
         self.last_written_at = body["at"]

@@ -20,6 +20,12 @@ PIPELINE_COUNTERS = (
     ("rejected", "cx_events_rejected", "Events dead-lettered, by reason.", ["topic", "reason"]),
     ("duplicate", "cx_events_duplicate", "Duplicate events ignored.", ["topic"]),
     ("late", "cx_events_late", "Events too late to aggregate.", ["topic"]),
+    (
+        "misplaced",
+        "cx_events_misplaced",
+        "Records that arrived off their key's murmur2 partition and were forwarded there.",
+        ["topic"],
+    ),
 )
 
 

@@ -1,4 +1,5 @@
-"""Topic names and creation: the four source topics, the dead-letter topic, the checkpoint log."""
+"""Topic names and creation: the four source topics, the dead-letter topic, the checkpoint log,
+and the internal topics that mirror a source topic's partitions (cart-orders links, repartition)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import zlib
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from aiokafka.partitioner import murmur2
 
+from pipeline.engine.placement import canonical_partition
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,21 @@ def link_topic(settings: Settings) -> str:
 
 
 def link_partition(cart_id: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives key ``cart_id``."""
-    return (murmur2(cart_id.encode()) & 0x7FFFFFFF) % partitions
+    """The canonical partition of ``cart_id`` (murmur2, Kafka's default partitioner)."""
+    return canonical_partition(cart_id.encode(), partitions)
+
+
+def repartition_topic(settings: Settings, short: str) -> str:
+    """Where misplaced records of ``cx.<short>`` travel to their canonical partition."""
+    return settings.internal_topic(f"repartition-{short}")
+
+
+def repartition_topics(settings: Settings) -> dict[str, str]:
+    """Full source topic name -> its repartition topic."""
+    return {
+        full: repartition_topic(settings, short)
+        for full, short in source_topic_names(settings).items()
+    }
 
 
 def checkpoint_partition(topic: str, partition: int, partitions: int) -> int:
@@ -56,7 +70,8 @@ async def ensure_topics(settings: Settings) -> None:
     """Create every topic the pipeline reads or writes, if missing (existing ones are kept).
 
     The cart-orders link topic must have exactly as many partitions as ``cx.carts``
-    (pipeline/engine/links.py); a mismatch is a deployment error and stops the worker.
+    (pipeline/engine/links.py), and each repartition topic as its source topic
+    (pipeline/engine/placement.py); a mismatch is a deployment error and stops the worker.
     """
     admin = AIOKafkaAdminClient(**settings.kafka_client_options())
     await admin.start()
@@ -80,17 +95,25 @@ async def ensure_topics(settings: Settings) -> None:
             admin, settings, [checkpoint_topic(settings)], settings.source_partitions, configs
         )
         await _create_missing(admin, settings, [snapshot_topic(settings)], 1, configs)
-        carts_partitions = await _partition_count(admin, settings.topic("carts"))
-        links = link_topic(settings)
-        await _create_missing(admin, settings, [links], carts_partitions)
-        links_partitions = await _partition_count(admin, links)
-        if links_partitions != carts_partitions:
-            raise RuntimeError(
-                f"{links} has {links_partitions} partitions but {settings.topic('carts')} has "
-                f"{carts_partitions}; they must match (recreate {links})"
-            )
+        mirrors = {settings.topic("carts"): link_topic(settings), **repartition_topics(settings)}
+        for source, mirror in mirrors.items():
+            await _create_mirror(admin, settings, source, mirror)
     finally:
         await admin.close()
+
+
+async def _create_mirror(
+    admin: AIOKafkaAdminClient, settings: Settings, source: str, mirror: str
+) -> None:
+    """Create ``mirror`` with as many partitions as ``source``; stop if an existing one differs."""
+    partitions = await _partition_count(admin, source)
+    await _create_missing(admin, settings, [mirror], partitions)
+    mirror_partitions = await _partition_count(admin, mirror)
+    if mirror_partitions != partitions:
+        raise RuntimeError(
+            f"{mirror} has {mirror_partitions} partitions but {source} has "
+            f"{partitions}; they must match (recreate {mirror})"
+        )
 
 
 async def create_missing_topics(settings: Settings, names: list[str], partitions: int) -> None:

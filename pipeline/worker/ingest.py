@@ -1,6 +1,10 @@
 """Stage 1 wiring: the consumer-group loop that feeds each owned partition's processor, flushes
 checkpoints through :mod:`pipeline.worker.delivery`, and hands partitions over on rebalances.
 
+Besides its source partitions, a worker reads the internal partitions that belong to them: the
+cart-orders links of its carts partitions and the repartition partition of every source partition
+(misplaced records forwarded by other partitions, see :mod:`pipeline.engine.placement`).
+
 Everything that touches the processors runs under one lock: the loop's batches, flushes and the
 rebalance callbacks, so a partition never changes hands halfway through a batch.
 """
@@ -18,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from pipeline.engine.partition import PartitionProcessor
+from pipeline.engine.placement import Placement
 from pipeline.engine.view import View
 from pipeline.http.exposition import HealthMetrics
 from pipeline.kafka.clients import FETCH_MAX_WAIT_MS, bounded_shutdown
@@ -26,7 +31,7 @@ from pipeline.worker.delivery import Delivery
 from pipeline.worker.handlers import make_handler
 from pipeline.worker.ownership import Owned
 from pipeline.worker.recovery import recover
-from pipeline.worker.settle import OrdersSettlement
+from pipeline.worker.settle import Settlement
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,13 @@ class IngestTopics:
     link: str
     checkpoints: str
     checkpoint_partitions: int
+    repartition: dict[str, str]
+    """Full source topic name -> its repartition topic."""
+    partitions: dict[str, int]
+    """Full source topic name -> partition count (decides each key's canonical partition)."""
+
+    def source_of_repartition(self) -> dict[str, str]:
+        return {mirror: source for source, mirror in self.repartition.items()}
 
 
 class Ingest:
@@ -49,8 +61,8 @@ class Ingest:
         view: View,
         view_loaded: asyncio.Event,
         delivery: Delivery,
-        settlement: OrdersSettlement,
-        link_consumer: AIOKafkaConsumer,
+        settlements: dict[str, Settlement],
+        internal_consumer: AIOKafkaConsumer,
         topics: IngestTopics,
         health: HealthMetrics,
         clock: Callable[[], float],
@@ -60,9 +72,14 @@ class Ingest:
         self.view = view
         self.view_loaded = view_loaded
         self.delivery = delivery
-        self.settlement = settlement
-        self.link_consumer = link_consumer
+        self.settlements = settlements
+        """Source topic -> the barrier its timers and held events wait for (pipeline/worker/settle)."""
+        self.internal_consumer = internal_consumer
+        """Reads cart-orders links and repartition topics, for exactly the owned partitions."""
         self.topics = topics
+        self._repartition_sources = topics.source_of_repartition()
+        self._placements = {topic: Placement(n) for topic, n in topics.partitions.items()}
+        """One per topic, shared by its processors (one key cache instead of one per partition)."""
         self.health = health
         self.clock = clock
         self.lock = asyncio.Lock()
@@ -94,14 +111,14 @@ class Ingest:
                     )
                 except UnicodeDecodeError:
                     batch = await self._step_over_unreadable(consumer)
-                links = {}
-                if self.link_consumer.assignment():
-                    links = await self.link_consumer.getmany(
+                internal = {}
+                if self.internal_consumer.assignment():
+                    internal = await self.internal_consumer.getmany(
                         timeout_ms=0, max_records=settings.max_batch
                     )
                 async with self.lock:
                     now = self.clock()
-                    self._process(links, batch, now)
+                    self._process(internal, batch, now)
                     if now - last_flush >= settings.flush_interval:
                         await self._skip_markers(consumer)
                         await self.flush(list(self.owned), now)
@@ -114,16 +131,26 @@ class Ingest:
 
     def _process(
         self,
-        links: dict[TopicPartition, list[Any]],
+        internal: dict[TopicPartition, list[Any]],
         batch: dict[TopicPartition, list[Any]],
         now: float,
     ) -> None:
-        for link_tp, records in links.items():
-            owner = self.owned.carts_owner(link_tp.partition)
-            if owner is None:
+        for internal_tp, records in internal.items():
+            source = self._repartition_sources.get(internal_tp.topic)
+            if source is None:  # the cart-orders link topic
+                owner = self.owned.carts_owner(internal_tp.partition)
+                if owner is None:
+                    continue
+                for record in records:
+                    owner.process_link(record.offset, record.key, record.value, now)
                 continue
+            owner = self.owned.get(TopicPartition(source, internal_tp.partition))
+            if owner is None:
+                continue  # revoked while the batch was in flight
             for record in records:
-                owner.process_link(record.offset, record.key, record.value, now)
+                owner.process_forwarded(
+                    record.offset, record.key, record.value, record.headers, now
+                )
         for tp, records in batch.items():
             processor = self.owned.get(tp)
             if processor is None:
@@ -206,11 +233,10 @@ class Ingest:
         delivery = self.delivery
         if delivery.outbox and not await delivery.deliver():
             return
-        carts_topic = self.owned.carts_topic
         for tp in tps:
             processor = self.owned[tp]
-            carts = tp.topic == carts_topic
-            processor.tick(now, self.settlement.settled_at if carts else None)
+            settlement = self.settlements.get(tp.topic)
+            processor.tick(now, None if settlement is None else settlement.settled_at)
             delivery.cut(tp, processor, now)
         await delivery.deliver()
 
@@ -226,7 +252,7 @@ class Ingest:
             await self.delivery.drain()
             for tp in mine:
                 del self.owned[tp]
-            self._assign_links()
+            self._assign_internal()
             self.health.assigned.set(len(self.owned))
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -250,7 +276,7 @@ class Ingest:
                 self.owned[tp] = processor
                 if processor.next_offset is not None:
                     self.consumer.seek(tp, processor.next_offset)
-            self._assign_links()
+            self._assign_internal()
             self.health.assigned.set(len(self.owned))
             if new:
                 log.info(
@@ -260,15 +286,18 @@ class Ingest:
                     time.monotonic() - started,
                 )
 
-    def _assign_links(self) -> None:
-        """Read cart-orders[p] exactly for the cx.carts partitions p this worker owns."""
-        wanted = {TopicPartition(self.topics.link, p) for p in self.owned.carts_partitions()}
-        self.link_consumer.assign(sorted(wanted))
-        for link_tp in wanted:
-            owner = self.owned.carts_owner(link_tp.partition)
-            if owner is None:
-                continue
-            self.link_consumer.seek(link_tp, owner.link_offset or 0)
+    def _assign_internal(self) -> None:
+        """Read cart-orders[p] for the cx.carts partitions p this worker owns, and
+        repartition-X[p] for every cx.X[p] it owns, each from its processor's checkpoint."""
+        starts: dict[TopicPartition, int] = {}
+        for tp, processor in self.owned.items():
+            repartition = self.topics.repartition[tp.topic]
+            starts[TopicPartition(repartition, tp.partition)] = processor.repartition_offset or 0
+            if tp.topic == self.owned.carts_topic:
+                starts[TopicPartition(self.topics.link, tp.partition)] = processor.link_offset or 0
+        self.internal_consumer.assign(sorted(starts))
+        for internal_tp, offset in starts.items():
+            self.internal_consumer.seek(internal_tp, offset)
 
     def _new_processor(self, tp: TopicPartition) -> PartitionProcessor:
         short = self.topics.sources[tp.topic]
@@ -278,6 +307,7 @@ class Ingest:
             partition=tp.partition,
             handler=make_handler(short, self.settings),
             settings=self.settings,
+            placement=self._placements[tp.topic],
         )
 
     def _update_lag(self, consumer: AIOKafkaConsumer) -> None:

@@ -20,8 +20,15 @@ class Owned(dict[TopicPartition, PartitionProcessor]):
 
     def carts_owner(self, partition: int) -> PartitionProcessor | None:
         """The processor of ``cx.carts[partition]``, if this worker owns it."""
-        return self.get(TopicPartition(self.carts_topic, partition))
+        return self.owner(self.carts_topic, partition)
 
     def carts_partitions(self) -> list[int]:
         """The cx.carts partitions this worker owns."""
-        return [tp.partition for tp in self if tp.topic == self.carts_topic]
+        return self.partitions_of(self.carts_topic)
+
+    def owner(self, topic: str, partition: int) -> PartitionProcessor | None:
+        return self.get(TopicPartition(topic, partition))
+
+    def partitions_of(self, topic: str) -> list[int]:
+        """The partitions of ``topic`` this worker owns."""
+        return [tp.partition for tp in self if tp.topic == topic]

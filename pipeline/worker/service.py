@@ -34,6 +34,7 @@ from pipeline.kafka.topics import (
     checkpoint_topic,
     ensure_topics,
     link_topic,
+    repartition_topics,
     snapshot_topic,
     source_topic_names,
 )
@@ -41,7 +42,7 @@ from pipeline.settings import Settings
 from pipeline.worker.delivery import Delivery, Topology
 from pipeline.worker.ingest import Ingest, IngestTopics
 from pipeline.worker.ownership import Owned
-from pipeline.worker.settle import OrdersSettlement
+from pipeline.worker.settle import OrdersSettlement, Settlement
 from pipeline.worker.view_loop import ViewLoop
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class Worker:
         self.view_loop = ViewLoop(settings, self.view, self.health, self.processors, clock)
         self.server = MetricsServer(settings, self.view, self.health, clock, self.is_ready)
         self.delivery: Delivery | None = None
-        self.settlement: OrdersSettlement | None = None
+        self.settlements: dict[str, Settlement] = {}
         self._stopping = asyncio.Event()
 
     @property
@@ -89,6 +90,9 @@ class Worker:
 
         checkpoints = checkpoint_topic(settings)
         links = link_topic(settings)
+        sources = source_topic_names(settings)
+        repartition = repartition_topics(settings)
+        source_partitions = {topic: await partitions(topic) for topic in sources}
         topology = Topology(
             dead_letter=settings.topic(DEAD_LETTER),
             link=links,
@@ -96,42 +100,61 @@ class Worker:
             checkpoints=checkpoints,
             checkpoint_partitions=await partitions(checkpoints),
             signals=settings.topic(SIGNALS),
+            repartition=repartition,
         )
-        link_consumer = AIOKafkaConsumer(
+        internal_consumer = AIOKafkaConsumer(
             **settings.kafka_client_options(),
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             enable_auto_commit=False,
             group_id=None,
             auto_offset_reset="earliest",  # a seek to 0 below the log start lands on the start
         )
-        await link_consumer.start()
+        await internal_consumer.start()
         offsets = AIOKafkaConsumer(**settings.kafka_client_options(), group_id=None)
         await offsets.start()
         self.delivery = Delivery(producer, topology, self.health)
-        self.settlement = OrdersSettlement(
+        interval = settings.flush_interval / 2
+        carts = OrdersSettlement(
             view=self.view,
             owned=self.processors,
             offsets=offsets,
+            sources=source_partitions,
             orders_topic=settings.topic("orders"),
-            order_partitions=await partitions(settings.topic("orders")),
+            carts_topic=settings.topic("carts"),
+            repartition=repartition,
             link_topic=links,
-            interval=settings.flush_interval / 2,
+            interval=interval,
             clock=self.clock,
         )
-        self.health.cart_decisions_behind.set_function(self.settlement.decisions_behind)
+        self.settlements = {settings.topic("carts"): carts}
+        for short in ("orders", "tickets"):  # their handlers hold events (engine/holdback)
+            topic = settings.topic(short)
+            self.settlements[topic] = Settlement(
+                view=self.view,
+                owned=self.processors,
+                offsets=offsets,
+                topic=topic,
+                partitions=source_partitions[topic],
+                repartition=repartition[topic],
+                interval=interval,
+                clock=self.clock,
+            )
+        self.health.cart_decisions_behind.set_function(carts.decisions_behind)
         ingest = Ingest(
             settings,
             owned=self.processors,
             view=self.view,
             view_loaded=self.view_loop.loaded,
             delivery=self.delivery,
-            settlement=self.settlement,
-            link_consumer=link_consumer,
+            settlements=self.settlements,
+            internal_consumer=internal_consumer,
             topics=IngestTopics(
-                sources=source_topic_names(settings),
+                sources=sources,
                 link=links,
                 checkpoints=checkpoints,
                 checkpoint_partitions=topology.checkpoint_partitions,
+                repartition=repartition,
+                partitions=source_partitions,
             ),
             health=self.health,
             clock=self.clock,
@@ -148,15 +171,16 @@ class Worker:
                 )
                 tasks.create_task(ingest.run())
                 tasks.create_task(self._watch_stop())
-                tasks.create_task(self._probe_broker(link_consumer))
-                tasks.create_task(self.settlement.run())
+                tasks.create_task(self._probe_broker(internal_consumer))
+                for settlement in self.settlements.values():
+                    tasks.create_task(settlement.run())
                 if started is not None:
                     started.set()
         except* _Stopped:
             pass
         finally:
             await self.server.stop()
-            await bounded_shutdown(link_consumer.stop())
+            await bounded_shutdown(internal_consumer.stop())
             await bounded_shutdown(offsets.stop())
             await bounded_shutdown(producer.stop())
 

@@ -23,6 +23,7 @@ PIPELINE_METRICS = frozenset(
         "cx_pipeline_view_ready",
         "cx_pipeline_view_lag_seconds",
         "cx_pipeline_cart_decisions_behind_seconds",
+        "cx_events_misplaced_total",
     }
 )
 # Series every Prometheus has for any target.

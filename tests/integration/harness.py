@@ -24,6 +24,7 @@ __all__ = [
     "WorkerProcess",
     "consume_all",
     "cx_samples",
+    "event_records",
     "free_port",
     "parse_samples",
     "produce",
@@ -111,8 +112,8 @@ def produce(
     return asyncio.run(run())
 
 
-def produce_events(bootstrap: str, prefix: str, events: Iterable[dict]) -> int:
-    """Produce contract events to their topics with the contract's key."""
+def event_records(prefix: str, events: Iterable[dict]) -> list[tuple[str, bytes, bytes]]:
+    """Contract events as (topic, key, value) records: their topic and the contract's key."""
     routes = {
         "cart": ("carts", "cart_id"),
         "checkout": ("carts", "cart_id"),
@@ -124,7 +125,12 @@ def produce_events(bootstrap: str, prefix: str, events: Iterable[dict]) -> int:
     for event in events:
         topic, key_field = routes[event["event_type"].split(".")[0]]
         records.append((prefix + topic, str(event[key_field]).encode(), orjson.dumps(event)))
-    return produce(bootstrap, records)
+    return records
+
+
+def produce_events(bootstrap: str, prefix: str, events: Iterable[dict]) -> int:
+    """Produce contract events to their topics with the contract's key."""
+    return produce(bootstrap, event_records(prefix, events))
 
 
 def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30) -> list:

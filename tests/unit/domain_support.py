@@ -182,3 +182,16 @@ class SignalShop:
         self.procs = self._fresh()
         for topic, proc in self.procs.items():
             proc.restore([Checkpoint.decode(c) for c in self.checkpoints[topic]], now)
+
+
+def as_applied(batches: Iterable[list[Any]], held_types: frozenset[str]) -> list[Any]:
+    """The order a handler gets events fed in ``batches`` of ``(event type, id, time, …)``.
+
+    Events of ``held_types`` wait for the flush (pipeline/engine/holdback.py) and come after the
+    others of their batch, in event-time order (ties: arrival order).
+    """
+    applied: list[Any] = []
+    for batch in batches:
+        applied += [event for event in batch if event[0] not in held_types]
+        applied += sorted((event for event in batch if event[0] in held_types), key=lambda e: e[2])
+    return applied

@@ -1,0 +1,79 @@
+"""Events whose meaning depends on their entity's other events, held until their order is known.
+
+With any placement, one ticket's ``resolved`` may reach its owner before its ``reopened`` (they
+landed on different partitions; one was forwarded). Handlers that read "first", "latest" or
+"before" (tickets; shipments, deliveries and refunds of orders) therefore get such events only
+once the topic is *settled* up to their arrival: everything that was in Kafka by then has reached
+this partition (:mod:`pipeline.worker.settle`). Then every held event up to the latest event time
+among the settled ones is handed over in event-time order (ties: arrival order), so an entity's
+events produced in event-time order are applied in that order wherever they were placed.
+
+Held events ride in every checkpoint (raw key and value), like pending observations.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(slots=True)
+class Held:
+    time: float
+    """Event time: the order of release."""
+    seq: int
+    """Arrival order, to break ties."""
+    arrival: float
+    """Wall-clock time the event was processed: released once the topic is settled past it."""
+    key: bytes | None
+    value: bytes
+    event: Any = None
+    """The decoded event (None after a restore: decoded again at release)."""
+
+    def to_wire(self) -> list[Any]:
+        key = None if self.key is None else base64.b64encode(self.key).decode()
+        return [self.time, self.seq, self.arrival, key, self.value.decode()]
+
+    @classmethod
+    def from_wire(cls, data: list[Any]) -> Held:
+        time, seq, arrival, key, value = data
+        return cls(
+            time, seq, arrival, None if key is None else base64.b64decode(key), value.encode()
+        )
+
+
+class HoldBack:
+    def __init__(self) -> None:
+        self.held: list[Held] = []
+        self.changed = False
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self.held)
+
+    def hold(
+        self, time: float, arrival: float, key: bytes | None, value: bytes, event: Any
+    ) -> None:
+        self._seq += 1
+        self.held.append(Held(time, self._seq, arrival, key, value, event))
+        self.changed = True
+
+    def release(self, settled: float) -> list[Held]:
+        """Held events to apply now, in event-time order (see the module docstring)."""
+        settled_times = [h.time for h in self.held if h.arrival <= settled]
+        if not settled_times:
+            return []
+        until = max(settled_times)
+        ready = sorted((h for h in self.held if h.time <= until), key=lambda h: (h.time, h.seq))
+        self.held = [h for h in self.held if h.time > until]
+        self.changed = True
+        return ready
+
+    def to_wire(self) -> list[list[Any]]:
+        self.changed = False
+        return [h.to_wire() for h in self.held]
+
+    def restore(self, wire: list[list[Any]]) -> None:
+        self.held = [Held.from_wire(item) for item in wire]
+        self._seq = max((h.seq for h in self.held), default=self._seq)
