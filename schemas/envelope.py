@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from functools import cached_property
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -56,7 +55,10 @@ class Envelope(BaseModel):
         Field(max_length=256, description="Opaque customer id; never used as a metric label."),
     ] = None
 
-    @cached_property
+    @property
     def ts(self) -> float:
-        """`occurred_at` as epoch seconds, the unit the window buckets work in."""
+        """`occurred_at` as epoch seconds, the unit the window buckets work in.
+
+        A plain property: recomputing costs ~0.1 µs, while Python 3.11's ``cached_property``
+        takes a lock on first use (~1-2 µs per event on the hot path)."""
         return self.occurred_at.timestamp()
