@@ -34,7 +34,7 @@ from pipeline.engine.partition import PartitionProcessor
 from pipeline.engine.view import View
 from pipeline.settings import Settings
 from pipeline.worker.handlers import make_handler
-from schemas import EventRejected, decode_record
+from schemas import decode_record
 
 __all__ = ["main", "measure"]
 
@@ -69,11 +69,8 @@ def measure(events: int, *, partitions: int, flush_every: int, seed: int) -> dic
     gc.freeze()  # the prefill's objects are the harness's, not the worker's
 
     def decode_only() -> None:
-        for record in records:
-            try:
-                decode_record(record.topic, record.key, record.value, now=now)
-            except EventRejected:
-                pass
+        for record in records:  # realistic events are all valid: nothing is rejected
+            decode_record(record.topic, record.key, record.value, now=now)
 
     process_seconds = checkpoint_seconds = 0.0
     clock = time.process_time
