@@ -29,6 +29,7 @@ SHORT = {
 NUMBERS: tuple[tuple[str, type, float | int | None, str], ...] = (
     ("--events", int, 1_000_000, "prefilled events"),
     ("--naive-events", int, 30_000, "events the Faust baseline is timed on (it runs at a few k/s)"),
+    ("--quix-events", int, 2_000, "survey events Quix Streams is timed on (sliding windows: slow)"),
     ("--latency-seconds", float, 20.0, "paced-producer duration"),
     ("--latency-load", float, 0.5, "latency-stage rate as a fraction of the pipeline's maximum"),
     ("--latency-rate", float, None, "latency-stage events/s (default: from --latency-load)"),

@@ -111,7 +111,8 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
             for key, label, color in (
                 ("faust_tuned", "Faust agent,\ntuned", "#e57373"),
                 ("faust_tuned_table", "Faust tuned\n+ table", "#ef9a9a"),
-                ("quix", "Quix Streams\nsurvey slice", "#7e57c2"),
+                ("quix", "Quix Streams\nsliding", "#7e57c2"),
+                ("quix_tumbling", "Quix Streams\ntumbling", "#b39ddb"),
             )
             if key in results
         ),
@@ -334,9 +335,14 @@ def _peer_rows(results: dict[str, Any]) -> list[Row]:
         ),
         (
             "quix",
-            "**Quix Streams 3**, survey slice",
-            "surveys only: `group_by(channel)`, 5m/1h/24h sliding windows, RocksDB state; no "
-            "contract check, no dedupe, at-least-once",
+            "**Quix Streams 3**, survey slice, sliding windows",
+            "surveys only: `group_by(channel)`, 5m/1h/24h sliding windows (rolling, as ours), "
+            "RocksDB state; no contract check, no dedupe, at-least-once",
+        ),
+        (
+            "quix_tumbling",
+            "Quix Streams 3, survey slice, tumbling windows",
+            "as above with tumbling windows: fixed buckets, not rolling windows",
         ),
     ):
         if key in results:

@@ -9,10 +9,11 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.harness import broker, say
+from bench.harness import BaselineFailed, broker, say
 from bench.harness.context import Run
 from bench.options import TANSU_RECORD_BUDGET, broker_records, parse_args
 from bench.report import machine_info, markdown_table, write_chart, write_results
@@ -36,14 +37,26 @@ def _raw(run: Run, mode: CeilingMode) -> dict[str, float]:
 
 def _peers(run: Run, surveys: int) -> dict[str, Any]:
     """The tuned Faust agents (plain, with a table) and Quix Streams, pinned like ours; Quix
-    not in ``--short`` (its start-up alone is ~15 s, and a few dozen surveys measure nothing)."""
+    not in ``--short`` (its start-up alone is ~15 s, and a few dozen surveys measure nothing).
+
+    A peer that fails is reported under ``peer_failures`` and left out of the comparison: one
+    framework's trouble with the broker must not cost the run its other figures."""
     pin = run.args.pin_cpu
-    peers = {
-        "faust_tuned": faust_baseline(run, "tuned", pin),
-        "faust_tuned_table": faust_baseline(run, "tuned_table", pin),
+    planned: dict[str, Callable[[], dict[str, Any]]] = {
+        "faust_tuned": lambda: faust_baseline(run, "tuned", pin),
+        "faust_tuned_table": lambda: faust_baseline(run, "tuned_table", pin),
     }
     if not run.args.short:
-        peers["quix"] = quix_baseline(run, surveys, pin)
+        count = min(surveys, run.args.quix_events)
+        planned["quix"] = lambda: quix_baseline(run, count, "sliding", pin)
+        planned["quix_tumbling"] = lambda: quix_baseline(run, count, "tumbling", pin)
+    peers: dict[str, Any] = {"peer_failures": {}}
+    for key, measure in planned.items():
+        try:
+            peers[key] = measure()
+        except BaselineFailed as failure:
+            say(f"  {key} failed: {failure}")
+            peers["peer_failures"][key] = str(failure)[-2000:]
     return peers
 
 
@@ -54,7 +67,8 @@ BASELINES = (
     ("faust_tuned", "Faust, tuned, pinned"),
     ("faust_tuned_table", "Faust, tuned, pinned, table write per record"),
     ("naive", "Faust, untuned (defaults)"),
-    ("quix", "Quix Streams, survey slice (per survey event)"),
+    ("quix", "Quix Streams, survey slice, sliding windows (per survey event)"),
+    ("quix_tumbling", "Quix Streams, survey slice, tumbling windows (per survey event)"),
 )
 """(results key, label) of everything the worker is compared with."""
 

@@ -1,7 +1,10 @@
 """The Quix Streams 3.x baseline: a real slice of our job, written the way Quix Streams does it.
 
-What it computes, per channel, in sliding 5m, 1h and 24h event-time windows (``occurred_at``,
-grace 24 h so nothing in the prefill is dropped as late), with Quix's own windowing and RocksDB
+What it computes, per channel, in 5m, 1h and 24h event-time windows (``occurred_at``, grace 24 h
+so nothing in the prefill is dropped as late) — ``--windows sliding`` (rolling windows, our
+semantics: Quix updates every window a response falls into, so its cost per event grows with
+the responses in a window) or ``tumbling`` (fixed, aligned buckets: cheaper, and a different
+answer than a rolling window gives) — with Quix's own windowing and RocksDB
 state (changelog topics on, as Quix's defaults recover state): the survey responses by kind,
 NPS promoters / passives / detractors, CSAT responses scoring 4-5, and the CES sum — exactly the
 ingredients ``pipeline/domain/surveys.py`` keeps, from which NPS, CSAT and CES are computed.
@@ -72,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topic", required=True, help="the full name of the surveys topic")
     parser.add_argument("--group", required=True)
     parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--windows", choices=("sliding", "tumbling"), required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     from quixstreams import Application
@@ -106,26 +110,32 @@ def main(argv: list[str] | None = None) -> int:
 
         sdf = sdf.update(count)
         for name, duration in WINDOWS.items():
-            window = sdf.sliding_window(duration, grace_ms=WINDOWS["24h"], name=f"surveys_{name}")
+            define = sdf.sliding_window if args.windows == "sliding" else sdf.tumbling_window
+            window = define(duration, grace_ms=WINDOWS["24h"], name=f"surveys_{name}")
             window.reduce(add_response, lambda event: add_response(EMPTY, event)).current()
         app.run()
     args.out.write_bytes(orjson.dumps(state) + b"\n")
     return 0
 
 
-def quix_baseline(run: Run, surveys: int, pin: int | None) -> dict[str, Any]:
-    """Quix Streams over the prefill's ``surveys`` survey events (see the module docstring)."""
-    say(f"Quix Streams: survey NPS/CSAT/CES per channel in 5m/1h/24h windows, {surveys:,} events")
+def quix_baseline(run: Run, surveys: int, windows: str, pin: int | None) -> dict[str, Any]:
+    """Quix Streams over the first ``surveys`` survey events of the prefill (see the module
+    docstring): sliding windows cost more per event the fuller they get, so a capped count
+    flatters them."""
+    say(
+        f"Quix Streams: survey NPS/CSAT/CES per channel, {windows} 5m/1h/24h windows, {surveys:,} events"
+    )
     figures = run_child(
         "bench.stages.quix_survey",
         [
             *("--bootstrap", run.bootstrap),
             *("--topic", f"{run.prefix}surveys"),
-            *("--group", f"bench-quix-{run.tag}"),
+            *("--group", f"bench-quix-{windows}-{run.tag}"),
             *("--count", str(surveys)),
+            *("--windows", windows),
         ],
         timeout=max(120.0, surveys / 300),
-        log_path=run.log_dir / "quix.log",
+        log_path=run.log_dir / f"quix-{windows}.log",
         pin=pin,
     )
     say(
