@@ -4,8 +4,9 @@
    ``--history`` of traffic, inside the 24 h window) are produced in whole batches to the four
    source topics (``--partitions`` 8 each) of a fresh topic prefix; the records per partition
    are reported (the hottest partition's share bounds scale-out).
-2. **Raw ceiling**: a bare aiokafka consumer (no group) reads them all, once without decoding and
-   once with ``schemas.decode_record`` (orjson + the contract) per record.
+2. **Ceilings**: a bare aiokafka consumer (no group) reads them all three times: without
+   decoding, with ``orjson.loads``, and with ``schemas.decode_record`` (orjson + the contract)
+   per record; CPU per event of each.
 3. **Pipeline**: a real worker subprocess (``python -m pipeline.tools.cli worker``, fresh app id)
    drains the same topics from the beginning; ``sum(cx_events_total)`` on its /metrics, polled
    every 0.2 s, says when every event is counted. events/s from the first counted event
@@ -20,17 +21,24 @@
    counted everything. Every worker folds every checkpoint into its own view (replicated
    stage 2), so that part does not divide: its cost is measured by folding the group's
    checkpoint log once, and a model (ingest / n + view) is set against the measured ratio.
-7. **Naive baseline**: a plain Faust agent over the four topics doing the same
-   ``decode_record`` per event, timed on the first ``--naive-events`` (30 000) records (its
-   rate is per record and steady, so the full-N time is extrapolated).
-8. **Hostile input**: the first ``--hostile-events`` (all) prefilled events with
+7. **Pinned**: a fresh worker under ``taskset -c --pin-cpu`` drains the prefill again.
+8. **Faust**: an agent over the four topics doing the same ``decode_record`` per event, timed
+   on the first ``--naive-events`` (30 000) records (its rate is per record and steady, so the
+   full-N time is extrapolated): untuned (defaults), tuned (research/perf.md), and tuned with
+   one table write per record (``bench/stages/faust_agent.py``).
+9. **Quix Streams**: survey NPS/CSAT/CES per channel in 5m/1h/24h windows over the surveys
+   topic (``bench/stages/quix_survey.py`` says what it computes and what it leaves out).
+   ``--no-peers`` skips the tuned Faust agents and Quix.
+10. **Hostile input**: the first ``--hostile-events`` (all) prefilled events with
    ``--garbage-share`` (10 %) garbage interleaved on every partition (:func:`bench.data.mix_garbage`:
    non-UTF-8, truncated JSON, wrong types, unknown types, NaN, oversized, deep nesting, bad
    keys), on a prefix of their own, drained by a fresh worker: records/s against the clean
    drain, and rejected == dead-lettered == garbage, reason by reason.
 
 Results: ``bench/results/<UTC stamp>.json`` (+ ``latest.json``), a PNG chart (+ ``latest.png``)
-and a markdown table on stdout. ``--short`` is the CI smoke run (every stage on tiny sizes,
+and markdown tables on stdout, the last one our worker against every baseline (ratio, CPU µs per
+event). Code: ``bench/harness/`` is the plumbing every stage shares (broker, bare reads, CPU
+meters, child processes), ``bench/stages/`` one module per stage. ``--short`` is the CI smoke run (every stage on tiny sizes,
 < 60 s). ``--profile`` samples the worker with py-spy during the drain. Entry point:
 :func:`bench.run.main`.
 """
@@ -41,8 +49,8 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark (see :func:`bench.run.main`); imported lazily so that
-    ``python -m bench.naive`` does not load the whole harness."""
+    """Run the benchmark (see :func:`bench.run.main`); imported lazily so that the baseline
+    children (``python -m bench.stages.faust_agent``) do not load the whole harness."""
     from bench.run import main as run_main
 
     return run_main(argv)

@@ -29,8 +29,8 @@ from bench.data import (
     produce_records,
     realistic_events,
 )
-from bench.run import _broker
-from bench.stages import drain_pipeline
+from bench.harness.broker import broker as _broker
+from bench.stages.drain import drain_pipeline
 from bench.worker import WorkerProcess, worker_env
 from pipeline.kafka.topics import SOURCE_TOPICS
 from pipeline.settings import parse_duration

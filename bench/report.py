@@ -105,7 +105,17 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
             results["hostile"]["records_per_s"],
             "#f9a825",
         ),
-        ("naive Faust\nagent", results["naive"]["events_per_s"], "#c62828"),
+        ("Faust agent,\nuntuned", results["naive"]["events_per_s"], "#c62828"),
+        *(
+            (label, results[key]["events_per_s"], color)
+            for key, label, color in (
+                ("faust_tuned", "Faust agent,\ntuned", "#e57373"),
+                ("faust_tuned_table", "Faust tuned\n+ table", "#ef9a9a"),
+                ("quix", "Quix Streams\nsliding", "#7e57c2"),
+                ("quix_tumbling", "Quix Streams\ntumbling", "#b39ddb"),
+            )
+            if key in results
+        ),
     ]
     fig, (bars, memory) = plt.subplots(1, 2, figsize=(13, 4.4), width_ratios=(3, 2))
     names = [name for name, _, _ in stages]
@@ -203,6 +213,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         results["memory"],
     )
     ratios = results["ratios"]
+    pinned = results["pipeline_pinned"]
     machine = results["machine"]
     progress = " / ".join(f"{x['rss_mb']:.0f}" for x in mem["rss_by_progress"])
     naive_note = (
@@ -225,6 +236,11 @@ def markdown_table(results: dict[str, Any]) -> str:
             "`getmany`, no group, no decoding",
         ),
         (
+            "aiokafka + `orjson.loads`",
+            _rate(results["raw_orjson"]["events_per_s"]),
+            "the cheapest full parse",
+        ),
+        (
             "**raw ceiling**: aiokafka + `decode_record`",
             _rate(raw["events_per_s"]),
             "orjson + contract validation per record",
@@ -242,9 +258,16 @@ def markdown_table(results: dict[str, Any]) -> str:
             f"{pipe.get('broker_busy_cores', 0):.2f}, harness {pipe.get('harness_busy_cores', 0):.2f},"
             f" other processes {pipe.get('other_busy_cores', 0):.2f} cores",
         ),
+        (
+            f"cx-pipeline worker pinned to CPU {pinned['pinned_cpu']}",
+            _rate(pinned["events_per_s"]),
+            f"{pinned['vs_unpinned']:.2f}× unpinned; {pinned['worker_cpu_us_per_event']:.1f} µs "
+            "CPU/event (`taskset -c`, as the tuned Faust agents run)",
+        ),
         *_scale_out_rows(results),
         *_hostile_rows(results),
-        ("**naive Faust agent** + `decode_record`", _rate(naive["events_per_s"]), naive_note),
+        ("**Faust agent, untuned** + `decode_record`", _rate(naive["events_per_s"]), naive_note),
+        *_peer_rows(results),
         (
             "pipeline / ceiling",
             f"{ratios['pipeline_vs_ceiling']:.2f}×",
@@ -275,4 +298,61 @@ def markdown_table(results: dict[str, Any]) -> str:
         f"{p['events']:,} simulated events ({p['history']} of shop traffic), "
         f"{p['partitions']} partitions per topic."
     )
-    return header + "\n\n" + "\n".join(lines)
+    return header + "\n\n" + "\n".join(lines) + "\n\n" + comparison_table(results)
+
+
+def comparison_table(results: dict[str, Any]) -> str:
+    """Our worker against every baseline of the run: the ratio and CPU per event of each."""
+    pipe = results["pipeline"]
+    lines = [
+        "| our worker vs | their events/s | worker / them | their CPU µs/event | ours |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in results.get("comparison", []):
+        theirs = row["cpu_us_per_event"]
+        lines.append(
+            f"| {row['label']} | {_rate(row['events_per_s'])} | "
+            f"{row['worker_vs_baseline']:.2f}× | {'–' if theirs is None else f'{theirs:.1f}'} | "
+            f"{pipe['worker_cpu_us_per_event']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def _peer_rows(results: dict[str, Any]) -> list[Row]:
+    """The tuned Faust agents and Quix Streams, when the run had them (not ``--no-peers``)."""
+    rows: list[Row] = []
+    for key, label, note in (
+        (
+            "faust_tuned",
+            "**Faust agent, tuned** + `decode_record`",
+            "uvloop, poll 5000, fetch 4 MiB, `take_events(5000, within=0.05)`, root logger "
+            "WARNING, pinned",
+        ),
+        (
+            "faust_tuned_table",
+            "**Faust agent, tuned, one table write per record**",
+            "as tuned, per-event iteration, `producer_linger` 0.05, max batch 1 MiB",
+        ),
+        (
+            "quix",
+            "**Quix Streams 3**, survey slice, sliding windows",
+            "surveys only: `group_by(channel)`, 5m/1h/24h sliding windows (rolling, as ours), "
+            "RocksDB state; no contract check, no dedupe, at-least-once",
+        ),
+        (
+            "quix_tumbling",
+            "Quix Streams 3, survey slice, tumbling windows",
+            "as above with tumbling windows: fixed buckets, not rolling windows",
+        ),
+    ):
+        if key in results:
+            figures = results[key]
+            rows.append(
+                (
+                    label,
+                    _rate(figures["events_per_s"]),
+                    f"{note}; {figures['cpu_us_per_event']:.0f} µs CPU/event, first "
+                    f"{figures['events']:,} events",
+                )
+            )
+    return rows

@@ -127,8 +127,11 @@ class WorkerDied(AssertionError):
 class WorkerProcess:
     """``python -m pipeline.tools.cli worker`` with ``env`` (see :func:`worker_env`) on a free port."""
 
-    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(self, env: Mapping[str, str], log_path: Path, pin: int | None = None) -> None:
         self.port = free_port()
+        self.pin = pin
+        """Run under ``taskset -c pin`` (one core): how a competent operator runs a Python
+        worker whose Kafka client has a thread of its own."""
         self.env = {**os.environ, **env, "CX_METRICS_PORT": str(self.port)}
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
@@ -148,7 +151,7 @@ class WorkerProcess:
         (the benchmark times the start-up itself)."""
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.tools.cli", "worker"],
+                [*self.pinning(), sys.executable, "-m", "pipeline.tools.cli", "worker"],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -156,6 +159,10 @@ class WorkerProcess:
         self.process = psutil.Process(self.proc.pid)
         if ready_timeout is not None:
             self.wait_ready(ready_timeout)
+
+    def pinning(self) -> list[str]:
+        """The command prefix that pins the process (taskset execs it: the pid stays)."""
+        return [] if self.pin is None else ["taskset", "-c", str(self.pin)]
 
     def wait_ready(self, timeout: float, interval: float = 0.1) -> None:
         """Poll /readyz until it answers 200; fail at once if the worker exits."""

@@ -143,7 +143,10 @@ def decode_record(
     if type(obj) is not dict:
         kind = _JSON_KIND.get(type(obj), "value")
         raise EventRejected("not_an_object", f"value is a JSON {kind}, not an object")
-    if _exceeds_depth(obj, max_depth):
+    # Nesting depth is at most the number of containers: most records prove it by a byte count
+    # (C speed, ~0.3 µs) and never pay for the walk. A brace inside a string only over-counts.
+    containers = value.count(b"{") + value.count(b"[") if type(value) is bytes else max_depth + 1
+    if containers > max_depth and _exceeds_depth(obj, max_depth):
         raise EventRejected("too_deep", f"value nests deeper than {max_depth} levels")
     try:
         event: Event = EVENT_ADAPTER.validate_python(obj)

@@ -47,8 +47,28 @@ def _parse_timestamp(value: Any) -> Any:
     )
 
 
+_DECIMAL_CACHES: dict[type, dict[Any, Decimal]] = {str: {}, float: {}, int: {}}
+"""Accepted wire amounts -> their Decimal, one dict per JSON type (1 == 1.0, but Decimal(1) and
+Decimal("1.0") print differently). Prices repeat (a catalogue) and Decimals are immutable.
+Bounded: a full dict is cleared, so hostile variety costs a re-parse, never memory."""
+_DECIMAL_CACHE_SIZE = 4096
+
+
 def _parse_decimal(value: Any) -> Decimal:
     """Accept a JSON number or a decimal string as an exact, finite Decimal in [0, 10^15]."""
+    cache = _DECIMAL_CACHES.get(type(value))
+    if cache is None:
+        return _parse_decimal_uncached(value)
+    result = cache.get(value)
+    if result is None:
+        result = _parse_decimal_uncached(value)  # raises for a rejected amount: never cached
+        if len(cache) >= _DECIMAL_CACHE_SIZE:
+            cache.clear()
+        cache[value] = result
+    return result
+
+
+def _parse_decimal_uncached(value: Any) -> Decimal:
     kind = type(value)
     if kind is int:
         result = Decimal(value)
