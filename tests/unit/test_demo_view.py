@@ -290,9 +290,11 @@ def test_format_seconds(seconds, text):
 def test_layout_stacks_sections_on_a_narrow_terminal():
     assert [columns_for(w) for w in (80, 139, 150, 220)] == [1, 1, 2, 3]
     sections = build_sections(reading())
-    trends = Trends()
-    trends.record({"nps": 1.0})
-    trends.record({"nps": 2.0})
+    trends = Trends(every=10)
+    trends.record(0, {"nps": 1.0})
+    trends.record(5, {"nps": 9.0})  # within the sampling period: not kept
+    trends.record(10, {"nps": 2.0})
+    assert trends.values("nps") == [1.0, 2.0]
     for width in (80, 150):
         console = Console(record=True, width=width, file=io.StringIO())
         console.print(render_view(sections, trends, width=width, header="h", footer="f"))

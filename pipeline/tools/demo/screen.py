@@ -58,7 +58,7 @@ class DemoScreen:
             thresholds=self.thresholds,
         )
         if self.ready:
-            self.trends.record(headline(reading))
+            self.trends.record(now, headline(reading))
         return build_sections(reading)
 
     def footer(self) -> str:

@@ -31,13 +31,20 @@ def sparkline(values: Iterable[float | None], width: int) -> str:
 
 
 class Trends:
-    """One ring buffer per headline number: the last ``size`` samples, one per refresh."""
+    """One ring buffer per headline number: a sample every ``every`` seconds, ``size`` kept.
 
-    def __init__(self, size: int = 180) -> None:
-        self.size = size
+    Sampled, not recorded per refresh, so that a sparkline of 16 bars spans minutes.
+    """
+
+    def __init__(self, size: int = 60, every: float = 10.0) -> None:
+        self.size, self.every = size, every
         self._series: dict[str, deque[float | None]] = {}
+        self._last: float | None = None
 
-    def record(self, values: Mapping[str, float | None]) -> None:
+    def record(self, now: float, values: Mapping[str, float | None]) -> None:
+        if self._last is not None and now - self._last < self.every:
+            return
+        self._last = now
         for key, value in values.items():
             self._series.setdefault(key, deque(maxlen=self.size)).append(value)
 

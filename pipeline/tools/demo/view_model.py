@@ -149,9 +149,23 @@ def ttr_alerts(scrape: Scrape, short: str, long: str, limits: AlertThresholds) -
     ]
 
 
-def ttr_vs_baseline(scrape: Scrape, short: str, long: str) -> tuple[str, float] | None:
-    """The channel whose recent p90 is the largest multiple of its baseline p90."""
+def ttr_vs_baseline(
+    scrape: Scrape, short: str, long: str, limits: AlertThresholds | None = None
+) -> tuple[str, float] | None:
+    """The channel whose recent p90 is the largest multiple of its baseline p90.
+
+    With alert limits, only channels with the spike rule's volume (as in :func:`ttr_alerts`)
+    count: a channel with two resolutions is noise, and the rule ignores it too.
+    """
     recent, baseline = ttr_p90_by_channel(scrape, short), ttr_p90_by_channel(scrape, long)
+    if limits is not None:
+        scale = limits.ttr_range_seconds / parse_duration(short)
+        resolved = scrape.by("cx_tickets_resolved", "channel", window=short)
+        recent = {
+            c: p
+            for c, p in recent.items()
+            if resolved.get(c, 0.0) * scale >= limits.ttr_spike_min_resolutions
+        }
     factors = {c: p / baseline[c] for c, p in recent.items() if baseline.get(c)}
     return max(factors.items(), key=lambda item: item[1]) if factors else None
 
@@ -172,7 +186,7 @@ def support(r: Reading) -> list[Line]:
     s = r.scrape
     alert = "; ".join(ttr_alerts(s, r.short, r.long, r.thresholds) if r.thresholds else []) or None
     p90 = worst_channel(s, "cx_ttr_seconds", r.window, quantile="0.9")
-    factor = ttr_vs_baseline(s, r.short, r.long)
+    factor = ttr_vs_baseline(s, r.short, r.long, r.thresholds)
     return [
         _worst_line("TTR p90", p90, "seconds", alert=alert, trend="ttr_p90"),
         _worst_line(f"TTR p90 {r.short} / {r.long}", factor, "factor", alert=alert),
