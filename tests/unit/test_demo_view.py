@@ -52,7 +52,6 @@ groups:
 
 def test_thresholds_are_read_from_the_rules_expressions():
     assert parse_thresholds(RULES) == AlertThresholds(
-        ttr_range_seconds=1800,
         ttr_high_seconds=1000,
         ttr_high_min_resolutions=3,
         ttr_spike_factor=1.5,
@@ -78,7 +77,6 @@ def test_a_missing_or_reshaped_rule_is_named():
 
 # -- view model -----------------------------------------------------------------------------------
 LIMITS = AlertThresholds(
-    ttr_range_seconds=900,
     ttr_high_seconds=1000,
     ttr_high_min_resolutions=5,
     ttr_spike_factor=2,
@@ -155,12 +153,18 @@ def shop() -> list[Metric]:
                 ("5m", "a", "0.9", 1200),
                 ("5m", "b", "0.9", 800),
                 ("5m", "c", "0.9", 100),
+                ("5m", "d", "0.9", 5000),
                 ("24h", "a", "0.9", 500),
                 ("24h", "b", "0.9", 300),
                 ("24h", "c", "0.9", 90),
+                ("24h", "d", "0.9", 100),
             ]
         ),
-        gauge("cx_tickets_resolved", w, [(["5m", "a"], 2), (["5m", "b"], 4), (["5m", "c"], 9)]),
+        gauge(
+            "cx_tickets_resolved",
+            w,
+            [(["5m", "a"], 6), (["5m", "b"], 12), (["5m", "c"], 20), (["5m", "d"], 4)],
+        ),
         events,
         gauge("cx_pipeline_view_ready", [], [([], 1)]),
         gauge("cx_pipeline_broker_connected", [], [([], 1)]),
@@ -198,16 +202,18 @@ def test_carts_orders_and_delivery_numbers():
 
 
 def test_ttr_alerts_evaluate_the_rule_thresholds_per_channel():
-    # a: p90 1200 > 1000 with 2 x 900/300 = 6 >= 5 resolutions -> High; spike needs 10 -> no.
-    # b: 800 > 2 x 300 with 4 x 3 = 12 >= 10 -> Spike; 800 < 1000 -> not High. c: neither.
+    # a: p90 1200 > 1000 with 6 >= 5 resolutions -> High; 1200 > 2 x 500 but 6 < 10 -> no Spike.
+    # b: 800 > 2 x 300 with 12 >= 10 -> Spike; 800 < 1000 -> not High.
+    # c: 100 < 2 x 90 -> neither; d: 5000 over both limits but 4 resolutions -> neither.
     alerts = ttr_alerts(Scrape(shop()), "5m", "24h", LIMITS)
     assert alerts == ["CXTicketResolutionTimeHigh: a", "CXTicketResolutionTimeSpike: b"]
     support = next(s for s in build_sections(reading()) if s.title == "Support")
     ttr_line = support.lines[0]
-    assert (ttr_line.label, ttr_line.value, ttr_line.note) == ("TTR p90", 1200, "worst: a")
+    assert (ttr_line.label, ttr_line.value, ttr_line.note) == ("TTR p90", 5000, "worst: d")
     assert ttr_line.alert == "; ".join(alerts)
-    assert support.lines[1].value == pytest.approx(800 / 300)  # worst ratio to baseline: b
-    calm = AlertThresholds(900, 5000, 5, 10, 10, 0.05)
+    # worst ratio to baseline among channels with the spike rule's volume: b (d is too quiet)
+    assert support.lines[1].value == pytest.approx(800 / 300)
+    calm = AlertThresholds(5000, 5, 10, 10, 0.05)
     assert ttr_alerts(Scrape(shop()), "5m", "24h", calm) == []
 
 
@@ -226,7 +232,7 @@ def test_dead_letter_alert_is_strictly_above_the_limit():
 def test_headline_reads_the_shortest_window_whatever_is_selected():
     numbers = headline(reading(window="1h"))
     assert numbers["nps"] == pytest.approx(100 * 2 / 14)
-    assert numbers["ttr_p90"] == 1200
+    assert numbers["ttr_p90"] == 5000
     assert numbers["orders_per_min"] == pytest.approx(3.0)
     assert numbers["events_per_s"] == 50.0
 

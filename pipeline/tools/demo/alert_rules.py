@@ -15,8 +15,6 @@ from typing import Any
 
 import yaml
 
-from pipeline.settings import parse_duration
-
 RULE_FILE = (
     Path(__file__).resolve().parents[3] / "deploy" / "prometheus" / "rules" / "cx-alerts.yml"
 )
@@ -32,7 +30,6 @@ _PATTERNS: dict[str, dict[str, str]] = {
     TTR_HIGH: {
         "limit": rf"p90_{_RANGE}\s*>\s*{_NUMBER}",
         "min_resolutions": rf"increase{_RANGE}\s*>=\s*{_NUMBER}",
-        "range": rf"resolutions_by_channel:increase({_RANGE})",
     },
     TTR_SPIKE: {
         "factor": rf"p90_{_RANGE}\s*>\s*{_NUMBER}\s*\*\s*cx:ttr_seconds_by_channel:p90_{_RANGE}",
@@ -48,8 +45,6 @@ class RuleShapeError(ValueError):
 
 @dataclass(frozen=True)
 class AlertThresholds:
-    ttr_range_seconds: float
-    """Range of the TTR rules' volume guard (``increase15m``: 900 s)."""
     ttr_high_seconds: float
     ttr_high_min_resolutions: float
     ttr_spike_factor: float
@@ -69,9 +64,8 @@ def parse_thresholds(text: str) -> AlertThresholds:
             match = re.search(pattern, exprs[alert])
             if match is None:
                 raise RuleShapeError(f"alert rule {alert}: no {key} in {exprs[alert]!r}")
-            found[alert][key] = parse_duration(match[1])
+            found[alert][key] = float(match[1])
     return AlertThresholds(
-        ttr_range_seconds=found[TTR_HIGH]["range"],
         ttr_high_seconds=found[TTR_HIGH]["limit"],
         ttr_high_min_resolutions=found[TTR_HIGH]["min_resolutions"],
         ttr_spike_factor=found[TTR_SPIKE]["factor"],

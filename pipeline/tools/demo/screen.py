@@ -63,6 +63,5 @@ class DemoScreen:
 
     def footer(self) -> str:
         source = self.rule_problem or f"alert limits from {RULE_FILE.name}"
-        return (
-            f"trends: last {self.trends.size} refreshes of the {self.windows[0]} window · {source}"
-        )
+        trend = f"sparklines: {self.windows[0]} window, a bar per {self.trends.every:g}s"
+        return f"{trend} · {source}"

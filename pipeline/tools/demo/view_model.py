@@ -123,18 +123,18 @@ def ttr_alerts(scrape: Scrape, short: str, long: str, limits: AlertThresholds) -
 
     Approximated from the demo's own numbers: the rules read a 15-minute rate of the
     cumulative ``cx_ticket_resolution_seconds`` histogram and must hold ``for: 10m``. Here the
-    shortest window's p90 stands in for the 15-minute p90, its resolution count scaled to the
-    rule's range (x3 for 5m) for the 15-minute count, the longest window's p90 is the 24h
-    baseline, and the condition counts as soon as it holds. Thresholds, factor and volume guards
-    are the rule file's.
+    shortest window's p90 stands in for the 15-minute p90, the longest window's p90 is the 24h
+    baseline, and the condition counts as soon as it holds. The volume guard is applied to the
+    shortest window's own count, unscaled: stricter than 15 minutes' count, on purpose, since a
+    p90 of a handful of resolutions is noise (scaling 4 resolutions in 5m up to "12 in 15m"
+    flagged quiet channels in a calm demo). Thresholds, factor and guards are the rule file's.
     """
     recent = ttr_p90_by_channel(scrape, short)
     baseline = ttr_p90_by_channel(scrape, long)
     resolved = scrape.by("cx_tickets_resolved", "channel", window=short)
-    scale = limits.ttr_range_seconds / parse_duration(short)
     high, spike = [], []
     for channel, p90 in sorted(recent.items()):
-        count = resolved.get(channel, 0.0) * scale
+        count = resolved.get(channel, 0.0)
         if p90 > limits.ttr_high_seconds and count >= limits.ttr_high_min_resolutions:
             high.append(channel)
         base = baseline.get(channel)
@@ -159,12 +159,11 @@ def ttr_vs_baseline(
     """
     recent, baseline = ttr_p90_by_channel(scrape, short), ttr_p90_by_channel(scrape, long)
     if limits is not None:
-        scale = limits.ttr_range_seconds / parse_duration(short)
         resolved = scrape.by("cx_tickets_resolved", "channel", window=short)
         recent = {
             c: p
             for c, p in recent.items()
-            if resolved.get(c, 0.0) * scale >= limits.ttr_spike_min_resolutions
+            if resolved.get(c, 0.0) >= limits.ttr_spike_min_resolutions
         }
     factors = {c: p / baseline[c] for c, p in recent.items() if baseline.get(c)}
     return max(factors.items(), key=lambda item: item[1]) if factors else None
