@@ -271,19 +271,48 @@ def simulate(
 def demo(
     rate: Annotated[float, typer.Option(help="Simulated events per second.")] = 50.0,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
-    ttr_spike: Annotated[str | None, typer.Option("--ttr-spike", help="e.g. +1m,10m:6x")] = None,
+    ttr_spike: Annotated[
+        str | None,
+        typer.Option("--ttr-spike", help="Slow resolutions to watch, e.g. +1m,10m:6x."),
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(help="Window shown first, e.g. 5m, 1h, 24h (key w cycles them)."),
+    ] = None,
     bootstrap: Bootstrap = None,
     metrics_port: MetricsPort = None,
-    live_view: Annotated[bool, typer.Option("--live/--no-live", help="Terminal dashboard.")] = True,
+    live_view: Annotated[
+        bool,
+        typer.Option(
+            "--live/--no-live",
+            help="Full-screen view on a terminal, a text summary every 5 s into a pipe.",
+        ),
+    ] = True,
     history: Annotated[
         float, typer.Option(help="Seconds of past traffic produced first, so windows start filled.")
-    ] = 7200.0,
+    ] = 3600.0,
 ) -> None:
-    """Broker + worker + simulator in one command, with a live terminal view."""
-    from pipeline.tools.demo import run_demo
+    """Broker + worker + simulator in one command, with a live view of every metric."""
+    import time
+
+    from pipeline.tools.demo import run_demo, window_names
+    from pipeline.tools.simulate import parse_ttr_spike
 
     settings = load_settings(bootstrap_servers=bootstrap, metrics_port=metrics_port)
     setup_logging("WARNING" if live_view else settings.log_level)
+    if window is not None and window not in window_names(settings):
+        typer.echo(
+            f"cxpipe demo: --window {window!r} is not a configured window "
+            f"(CX_WINDOWS: {', '.join(window_names(settings))})",
+            err=True,
+        )
+        raise typer.Exit(2)
+    if ttr_spike is not None:
+        try:
+            parse_ttr_spike(ttr_spike, time.time())
+        except ValueError as problem:
+            typer.echo(f"cxpipe demo: --ttr-spike: {problem}", err=True)
+            raise typer.Exit(2) from None
 
     async def main() -> None:
         async with AsyncExitStack() as stack:
@@ -295,6 +324,7 @@ def demo(
                 ttr_spike=ttr_spike,
                 live_view=live_view,
                 history=history,
+                window=window,
             )
 
     run_async(main())

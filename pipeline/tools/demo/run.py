@@ -1,0 +1,245 @@
+"""The demo's loop: a worker and the shop simulator in this process, and the view refreshed.
+
+Three ways to show it, picked from where stdout goes: a full-screen rich view on a terminal,
+a plain text summary every few seconds into a pipe or file (``| tee demo.log`` stays readable),
+or nothing with ``--no-live``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from prometheus_client.core import Metric
+from rich.console import Console
+from rich.live import Live
+
+from pipeline.aggregates.windows import format_window
+from pipeline.kafka.clients import bounded_shutdown
+from pipeline.settings import Settings
+from pipeline.tools.demo.keys import key_commands
+from pipeline.tools.demo.render import plain_summary, render_view
+from pipeline.tools.demo.screen import DemoScreen
+from pipeline.tools.simulate import TtrSpike, parse_ttr_spike, run_live
+from pipeline.worker.service import Worker
+
+REFRESH = 1.0
+"""Seconds between two refreshes of the live view (each one is a /metrics collection)."""
+PLAIN_EVERY = 5.0
+"""Seconds between two plain summaries when stdout is not a terminal."""
+DEMO_TTR_MEDIAN = 180.0
+"""Median ticket resolution time (s) of the demo's shop; the simulator's default is 2 h.
+
+A TTR can only be as long as the simulated history, and a slow ticket of a spike must open
+``factor x TTR`` before it resolves (:class:`~pipeline.tools.simulate.TtrSpike`): with a 2 h
+median and an hour of history every TTR is cut off at the history and a 6x spike moves p90 by
+~1.25x. With 3 min (p90 ~11 min) most slowed tickets (6x: p90 ~40 min) fit in an hour.
+"""
+
+
+class DemoStack:
+    """A worker and the simulator producing into its topics, started and stopped together."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        rate: float,
+        duration: float | None,
+        history: float,
+        spike: TtrSpike | None = None,
+        seed: int | None = None,
+        ttr_median: float = DEMO_TTR_MEDIAN,
+    ) -> None:
+        self.settings = settings
+        self.worker = Worker(settings)
+        self.spike = spike
+        self.sent = 0
+        self.started = time.time()
+        self._simulation = dict(
+            rate=rate, duration=duration, history=history, seed=seed, ttr_median=ttr_median
+        )
+        self._producer: AIOKafkaProducer | None = None
+        self._worker_task: asyncio.Task[None] | None = None
+        self._simulator: asyncio.Task[int] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.metrics_host}:{self.worker.server.port}/metrics"
+
+    @property
+    def windows(self) -> list[str]:
+        return [spec.name for spec in self.worker.view.specs]
+
+    def families(self) -> list[Metric]:
+        """What a scrape of this worker's /metrics returns, as metric families."""
+        return list(self.worker.health.registry.collect())
+
+    def finished(self) -> bool:
+        return any(
+            task is not None and task.done() for task in (self._worker_task, self._simulator)
+        )
+
+    async def __aenter__(self) -> DemoStack:
+        started = asyncio.Event()
+        self._worker_task = asyncio.create_task(self.worker.run(started))
+        await _first_of(started.wait(), self._worker_task)
+        if self._worker_task.done():
+            self._worker_task.result()  # the worker failed to start: say why
+        self._producer = AIOKafkaProducer(**self.settings.kafka_client_options(), linger_ms=20)
+        await self._producer.start()
+        self._simulator = asyncio.create_task(
+            run_live(
+                self._producer,
+                topic_prefix=self.settings.topic_prefix,
+                ttr_spike=self.spike,
+                on_batch=self._count,
+                **self._simulation,  # type: ignore[arg-type]
+            )
+        )
+        return self
+
+    async def wait(self) -> None:
+        """Until the simulator's duration is over (or the worker fails: then raise)."""
+        assert self._worker_task is not None and self._simulator is not None
+        await _first_of(self._simulator, self._worker_task)
+        self.raise_failure()
+
+    def raise_failure(self) -> None:
+        for task in (self._worker_task, self._simulator):
+            if task is not None and task.done() and not task.cancelled():
+                task.result()
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._simulator is not None:
+            self._simulator.cancel()
+            await asyncio.gather(self._simulator, return_exceptions=True)
+        self.worker.stop()
+        if self._worker_task is not None:
+            await asyncio.gather(self._worker_task, return_exceptions=True)
+        if self._producer is not None:
+            await bounded_shutdown(self._producer.stop())
+
+    def _count(self, count: int) -> None:
+        self.sent += count
+
+
+def window_names(settings: Settings) -> list[str]:
+    """The configured windows' labels, shortest first (``--window`` must be one of them)."""
+    return [format_window(seconds) for seconds in settings.window_seconds]
+
+
+def header(stack: DemoStack, screen: DemoScreen, keys: bool, now: float) -> str:
+    parts = [
+        f"cx-pipeline demo · window {screen.window}",
+        f"metrics {stack.url}",
+        f"simulated {stack.sent:,} events",
+        f"up {now - stack.started:.0f}s",
+    ]
+    if stack.spike is not None:
+        parts.append(spike_status(stack.spike, now))
+    if not screen.ready:
+        parts.append("catching up…")
+    if keys:
+        parts.append("[w] window [q] quit")
+    return " · ".join(parts)
+
+
+def spike_status(spike: TtrSpike, now: float) -> str:
+    factor = f"TTR spike {spike.factor:g}x"
+    if now < spike.start:
+        return f"{factor} in {spike.start - now:.0f}s"
+    if now < spike.end:
+        return f"{factor} ACTIVE ({spike.end - now:.0f}s left)"
+    return f"{factor} over"
+
+
+async def run_demo(
+    settings: Settings,
+    *,
+    rate: float,
+    duration: float | None,
+    ttr_spike: str | None,
+    live_view: bool,
+    history: float = 0.0,
+    window: str | None = None,
+    console: Console | None = None,
+) -> None:
+    """Run worker + simulator; show the view until ``duration`` is over, ``q`` or Ctrl-C."""
+    console = console or Console()
+    windows = window_names(settings)
+    screen = DemoScreen.with_rule_file(windows, window or windows[0])
+    spike = parse_ttr_spike(ttr_spike, time.time()) if ttr_spike else None
+    async with DemoStack(
+        settings, rate=rate, duration=duration, history=history, spike=spike
+    ) as stack:
+        if not live_view:
+            await stack.wait()
+        elif console.is_terminal:
+            await _live(stack, screen, console)
+        else:
+            await _plain(stack, screen, console)
+        stack.raise_failure()
+
+
+async def _live(stack: DemoStack, screen: DemoScreen, console: Console) -> None:
+    quit_requested = asyncio.Event()
+
+    def on_key(char: str) -> None:
+        if char in "wW":
+            screen.next_window()
+        elif char in "qQ":
+            quit_requested.set()
+
+    def frame(keys: bool) -> Any:
+        now = time.time()
+        sections = screen.refresh(stack.families(), now)
+        return render_view(
+            sections,
+            screen.trends,
+            width=console.width,
+            header=header(stack, screen, keys, now),
+            footer=screen.footer(),
+        )
+
+    with (
+        key_commands(on_key) as keys,
+        Live(console=console, screen=True, auto_refresh=False) as live,
+    ):
+        while not stack.finished() and not quit_requested.is_set():
+            live.update(frame(keys), refresh=True)
+            await _sleep_or(quit_requested, REFRESH)
+    now = time.time()
+    console.print(
+        plain_summary(screen.refresh(stack.families(), now), header(stack, screen, False, now))
+    )
+
+
+async def _plain(stack: DemoStack, screen: DemoScreen, console: Console) -> None:
+    def summary() -> str:
+        now = time.time()
+        return plain_summary(
+            screen.refresh(stack.families(), now), header(stack, screen, False, now)
+        )
+
+    last = 0.0
+    while not stack.finished():
+        screen.refresh(stack.families(), time.time())  # keeps rates and trends sampled
+        if time.monotonic() - last >= PLAIN_EVERY:
+            last = time.monotonic()
+            console.print(summary(), highlight=False, soft_wrap=True)
+        await asyncio.sleep(REFRESH)
+    console.print(summary(), highlight=False, soft_wrap=True)
+
+
+async def _sleep_or(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+
+
+async def _first_of(*aws: Any) -> None:
+    tasks = [a if isinstance(a, asyncio.Future) else asyncio.ensure_future(a) for a in aws]
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

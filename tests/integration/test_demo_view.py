@@ -1,0 +1,130 @@
+"""The demo view end to end: in-process workers fed by the simulator on the real broker,
+rendered to text with rich's recording console at fixed widths.
+
+Two shops with the same seed run side by side, one calm and one inside a TTR spike that began a
+few minutes ago (so its slow resolutions fill the 5m window while the 24h baseline stays mostly
+normal). The spike must show on the TTR line, highlighted by the spike alert's condition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import time
+
+import pytest
+from rich.console import Console
+
+from pipeline.settings import Settings
+from pipeline.tools.demo.render import plain_summary, render_view
+from pipeline.tools.demo.run import DemoStack, window_names
+from pipeline.tools.demo.screen import DemoScreen
+from pipeline.tools.demo.view_model import Section
+from pipeline.tools.simulate import TtrSpike
+
+pytestmark = pytest.mark.integration
+
+HISTORY = 1800.0
+RATE = 40.0
+TTR_MEDIAN = 60.0
+"""Short TTRs: a 6x spike's slowed tickets must open within the 30 min of history."""
+SPIKE_AGO = 150.0
+DEADLINE = 120.0
+
+
+def settings_for(bootstrap: str, name: str) -> Settings:
+    return Settings(
+        bootstrap_servers=bootstrap,
+        topic_prefix=f"{name}.",
+        app_id=name,
+        metrics_port=0,
+        flush_interval=0.2,
+        session_timeout=2.0,
+        source_partitions=2,
+        abandonment_timeout=300.0,  # carts of the history get decided within it
+    )
+
+
+def stack(settings: Settings, spike: TtrSpike | None) -> DemoStack:
+    return DemoStack(
+        settings,
+        rate=RATE,
+        duration=None,
+        history=HISTORY,
+        spike=spike,
+        seed=15,
+        ttr_median=TTR_MEDIAN,
+    )
+
+
+def text_of(sections: list[Section], screen: DemoScreen, width: int) -> str:
+    console = Console(record=True, width=width, file=io.StringIO())
+    console.print(render_view(sections, screen.trends, width=width, header="demo", footer="end"))
+    return console.export_text()
+
+
+def ttr_line(text: str) -> str:
+    return next(line for line in text.splitlines() if re.search(r"TTR p90\s", line))
+
+
+async def wait_for_numbers(demo: DemoStack, screen: DemoScreen) -> list[Section]:
+    """Refresh like the live loop until every section has numbers and tickets resolved."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        sections = screen.refresh(demo.families(), time.time())
+        support = next(s for s in sections if s.title == "Support")
+        resolved = next(line.value for line in support.lines if line.label == "resolved")
+        carts = next(s for s in sections if s.title == "Carts & checkout")
+        if (
+            screen.ready
+            and all(s.has_numbers for s in sections)
+            and carts.lines[0].value is not None
+            and (resolved or 0) >= 10
+        ):
+            return sections
+        if demo.finished():
+            demo.raise_failure()
+        assert time.monotonic() < deadline, plain_summary(sections, "no numbers in time:")
+        await asyncio.sleep(0.5)
+
+
+async def test_every_section_has_numbers_and_a_ttr_spike_shows(broker, unique_name):
+    calm_settings = settings_for(broker.bootstrap, unique_name("demo-calm"))
+    spiky_settings = settings_for(broker.bootstrap, unique_name("demo-spike"))
+    spike = TtrSpike(start=time.time() - SPIKE_AGO, duration=1800, factor=6)
+    windows = window_names(calm_settings)
+    calm_screen = DemoScreen.with_rule_file(windows, "5m")
+    spiky_screen = DemoScreen.with_rule_file(windows, "5m")
+    assert calm_screen.thresholds is not None, calm_screen.rule_problem
+
+    async with stack(calm_settings, None) as calm, stack(spiky_settings, spike) as spiky:
+        calm_sections, spiky_sections = await asyncio.gather(
+            wait_for_numbers(calm, calm_screen), wait_for_numbers(spiky, spiky_screen)
+        )
+        texts = {width: text_of(calm_sections, calm_screen, width) for width in (150, 80)}
+        spiky_text = text_of(spiky_sections, spiky_screen, 150)
+
+    for width, text in texts.items():
+        assert max(len(line) for line in text.splitlines()) <= width
+        for section in calm_sections:
+            assert section.title in text
+        # stacked at 80 columns: every section's block, up to the next title, shows a number
+        if width == 80:
+            titles = [s.title for s in calm_sections]
+            for title, following in zip(titles, [*titles[1:], "end"], strict=True):
+                block = text[text.index(title) : text.index(following, text.index(title))]
+                assert re.search(r"\d", block), f"{title} has no number at width 80:\n{block}"
+
+    def p90(sections: list[Section]) -> float:
+        support = next(s for s in sections if s.title == "Support")
+        value = support.lines[0].value
+        assert value is not None
+        return value
+
+    calm_p90, spiky_p90 = p90(calm_sections), p90(spiky_sections)
+    assert spiky_p90 > 3 * calm_p90, (calm_p90, spiky_p90)
+    calm_line, spiky_line = ttr_line(texts[150]), ttr_line(spiky_text)
+    assert calm_line != spiky_line
+    assert "CXTicketResolutionTimeSpike" in spiky_text
+    assert "CXTicketResolutionTimeSpike" not in texts[150]
