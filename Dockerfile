@@ -2,6 +2,7 @@
 #   docker build -t cx-pipeline .
 #   docker run --rm -e CX_BOOTSTRAP_SERVERS=kafka:9092 -p 9464:9464 cx-pipeline          # worker
 #   docker run --rm -e CX_BOOTSTRAP_SERVERS=kafka:9092 cx-pipeline simulate --rate 50     # demo load
+#   also `collect` (HTTP intake) and `act` (signals to webhooks); see docker-compose.yml
 # Configuration is the CX_* environment (pipeline/settings.py); metrics on :9464/metrics.
 
 FROM python:3.11-slim AS build
@@ -20,7 +21,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     CX_METRICS_HOST=0.0.0.0 \
     CX_METRICS_PORT=9464
 RUN groupadd --system --gid 10001 cx \
-    && useradd --system --uid 10001 --gid cx --home-dir /home/cx --create-home --shell /usr/sbin/nologin cx
+    && useradd --system --uid 10001 --gid cx --home-dir /home/cx --create-home --shell /usr/sbin/nologin cx \
+    && install -d -o cx -g cx /home/cx/act-state
 COPY --from=build /opt/venv /opt/venv
 USER cx
 WORKDIR /home/cx

@@ -13,6 +13,8 @@ Query rules (see deploy/README.md):
   ``max without (instance, pod) (rate(...))``), never summed across targets. Sums below run over
   channels, currencies, topics ... of ONE deduplicated copy.
 * Per-worker pipeline metrics (``cx_pipeline_*``) differ per worker and are summed.
+* The collector's (``cx_collector_*``) and act's (``cx_act_*``) metrics count each instance's
+  own requests and deliveries, so they are summed over instances too.
 * Queries use only scraped metrics, not the recording rules, so the dashboard also works on a
   Prometheus that does not load deploy/prometheus/rules.
 * Template variables: ``$channel`` (multi-value regex, All = ``.*``) and ``$window`` (one of the
@@ -89,6 +91,26 @@ def worker_only(expr: str) -> str:
     return f"({expr}) and on (job, instance) cx_pipeline_view_ready"
 
 
+# --- per-process services (collector, act): each instance counts its own work, so SUM them ---
+def per_second(metric: str, by: str, range_: str = "5m") -> str:
+    """Per-second rate of a per-process counter, summed over the instances of the service."""
+    return f"sum by ({by}) (rate({metric}[{range_}]))"
+
+
+def latency_quantile(q: float, histogram: str, by: str = "le", range_: str = "5m") -> str:
+    """Quantile of a per-process histogram over every instance (buckets summed first)."""
+    return f"histogram_quantile({q}, {per_second(histogram + '_bucket', by, range_)})"
+
+
+def share(part: str, whole: str) -> str:
+    """part / whole, 0 when there is no part (no series) but some whole."""
+    return f"(({part}) or ({whole}) * 0) / ({whole})"
+
+
+INTAKE_5XX_SHARE_LIMIT = 0.05
+INTAKE_REJECTED_SHARE_LIMIT = 0.05
+
+
 # --- model --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Query:
@@ -120,6 +142,146 @@ class Row:
 
 def q(expr: str, legend: str = "") -> Query:
     return Query(expr, legend)
+
+
+# --- operations rows: the HTTP collector (cxpipe collect) and cxpipe act ------------------------
+HTTP_INTAKE_ROW = Row(
+    "HTTP intake",
+    (
+        Panel(
+            "Intake requests per second by route and status",
+            (
+                q(
+                    per_second("cx_collector_requests_total", "route, status"),
+                    "{{route}} {{status}}",
+                ),
+            ),
+            "HTTP requests answered by the collectors (cxpipe collect), summed over instances.",
+            unit="reqps",
+            stack=True,
+        ),
+        Panel(
+            "Intake events per second",
+            (
+                q(per_second("cx_collector_events_accepted_total", "topic"), "accepted {{topic}}"),
+                q(
+                    per_second("cx_collector_events_rejected_total", "reason"),
+                    "rejected {{reason}}",
+                ),
+                q(per_second("cx_collector_events_ignored_total", "reason"), "ignored {{reason}}"),
+            ),
+            "Events acked by Kafka per topic; events rejected (written to cx.dead-letter with "
+            "cx.error.topic=http) and Segment messages ignored, by reason.",
+            unit="ops",
+        ),
+        Panel(
+            "Refused requests per second by reason",
+            (q(per_second("cx_collector_refused_requests_total", "reason"), "{{reason}}"),),
+            "Whole requests refused (nothing produced): unauthorized, rate_limited, too large, "
+            "timeouts, broker unavailable or buffer full.",
+            unit="reqps",
+            stack=True,
+        ),
+        Panel(
+            "Intake 5xx and rejected share (10m)",
+            (
+                q(
+                    share(
+                        'sum(rate(cx_collector_requests_total{status=~"5.."}[10m]))',
+                        "sum(rate(cx_collector_requests_total[10m]))",
+                    ),
+                    "5xx / requests",
+                ),
+                q(
+                    share(
+                        "sum(rate(cx_collector_events_rejected_total[10m]))",
+                        "sum(rate(cx_collector_events_rejected_total[10m])) + "
+                        "sum(rate(cx_collector_events_accepted_total[10m]))",
+                    ),
+                    "rejected / events",
+                ),
+            ),
+            "What CXCollectorServerErrorsHigh and CXCollectorRejectedShareHigh watch (each fires "
+            "above 5%).",
+            unit="percentunit",
+            min=0,
+            max=1,
+            thresholds=((0, "green"), (INTAKE_5XX_SHARE_LIMIT, "red")),
+            threshold_line=True,
+        ),
+        Panel(
+            "Produce latency p50 / p99",
+            (
+                q(latency_quantile(0.5, "cx_collector_produce_seconds"), "p50"),
+                q(latency_quantile(0.99, "cx_collector_produce_seconds"), "p99"),
+            ),
+            "From handing a request's events to Kafka until every ack (acks=all) arrived; the "
+            "client's 200 waits for it.",
+            unit="s",
+        ),
+        Panel(
+            "Pending events and broker up",
+            (
+                q("sum(cx_collector_pending_events)", "pending events"),
+                q("sum(cx_collector_broker_up)", "collectors reaching Kafka"),
+                q("count(cx_collector_broker_up)", "collectors scraped"),
+            ),
+            "Events awaiting Kafka's acks (beyond CX_COLLECTOR_MAX_PENDING_EVENTS requests get "
+            "503), and how many collectors reach the broker.",
+            decimals=0,
+        ),
+    ),
+)
+
+SIGNALS_ROW = Row(
+    "Signals & actions",
+    (
+        Panel(
+            "Signals delivered per second by type",
+            (q(per_second("cx_act_delivered_total", "signal_type"), "{{signal_type}}"),),
+            "Signals cxpipe act delivered to a webhook (2xx), summed over act instances.",
+            unit="ops",
+            stack=True,
+        ),
+        Panel(
+            "Delivery retries and failures by reason",
+            (
+                q(
+                    per_second("cx_act_retried_total", "webhook, reason"),
+                    "retry {{webhook}} {{reason}}",
+                ),
+                q(
+                    per_second("cx_act_failed_total", "webhook, reason"),
+                    "failed {{webhook}} {{reason}}",
+                ),
+                q("sum(rate(cx_act_rejected_total[5m]))", "invalid records on cx.signals"),
+            ),
+            "Retries (5xx, 408, 429, timeouts) and signals dead-lettered to "
+            "cx.signals.dead-letter (4xx or retry budget spent), per webhook and reason.",
+            unit="ops",
+        ),
+        Panel(
+            "Signals skipped by decision",
+            (q(per_second("cx_act_skipped_total", "decision"), "{{decision}}"),),
+            "Not delivered on purpose: capped (frequency cap), stale (older than max_age), "
+            "channel (filtered), duplicate (signal_id already delivered).",
+            unit="ops",
+            stack=True,
+        ),
+        Panel(
+            "Delivery latency p90 by type",
+            (
+                q(
+                    latency_quantile(0.9, "cx_act_delivery_latency_seconds", "le, signal_type"),
+                    "{{signal_type}}",
+                ),
+            ),
+            "From the signal's occurred_at (the fact) to its delivery; cart signals start at "
+            "the abandonment timeout, backfills show as hours.",
+            unit="s",
+        ),
+    ),
+)
 
 
 ROWS: tuple[Row, ...] = (
@@ -517,6 +679,8 @@ ROWS: tuple[Row, ...] = (
             ),
         ),
     ),
+    HTTP_INTAKE_ROW,
+    SIGNALS_ROW,
 )
 
 ANNOTATION_EXPR = 'ALERTS{alertname=~"CX.*", alertstate="firing"}'

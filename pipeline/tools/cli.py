@@ -7,8 +7,9 @@ import logging
 import signal
 import sys
 from contextlib import AsyncExitStack
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -219,8 +220,21 @@ def emit(
         raise typer.Exit(1)
 
 
+class Via(StrEnum):
+    """Where `cxpipe simulate` sends its traffic."""
+
+    kafka = "kafka"
+    http = "http"
+
+
 @app.command()
 def simulate(
+    url: Annotated[
+        str | None,
+        typer.Argument(
+            help="With --via http: the collector's base URL, e.g. http://localhost:8088."
+        ),
+    ] = None,
     rate: Annotated[float, typer.Option(help="Average events per second.")] = 50.0,
     duration: Annotated[
         float | None, typer.Option(help="Seconds to run (default: forever).")
@@ -230,41 +244,85 @@ def simulate(
         str | None,
         typer.Option("--ttr-spike", help="Inject slow resolutions, e.g. 10m or +2m,10m:5x."),
     ] = None,
+    via: Annotated[
+        Via,
+        typer.Option(help="kafka: produce directly; http: POST batches to the collector at URL."),
+    ] = Via.kafka,
+    token: Annotated[
+        str | None,
+        typer.Option(help="Collector token for --via http; default: first of CX_COLLECTOR_TOKENS."),
+    ] = None,
     bootstrap: Bootstrap = None,
 ) -> None:
     """Produce realistic shop traffic (carts, orders, tickets, surveys) in real time."""
     import time
 
-    from aiokafka import AIOKafkaProducer
-
-    from pipeline.tools.simulate import parse_ttr_spike, run_live
+    from pipeline.tools.simulate import parse_ttr_spike
 
     settings = load_settings(bootstrap_servers=bootstrap)
     setup_logging(settings.log_level)
-    if not settings.bootstrap_servers:
-        typer.echo(
-            "cxpipe simulate: no broker; pass --bootstrap or set CX_BOOTSTRAP_SERVERS", err=True
-        )
-        raise typer.Exit(2)
     spike = parse_ttr_spike(ttr_spike, time.time()) if ttr_spike else None
-
-    async def main() -> None:
-        producer = AIOKafkaProducer(**settings.kafka_client_options(), linger_ms=20)
-        await producer.start()
-        try:
-            sent = await run_live(
-                producer,
-                rate=rate,
-                duration=duration,
-                topic_prefix=settings.topic_prefix,
-                seed=seed,
-                ttr_spike=spike,
+    options: dict[str, Any] = {"rate": rate, "duration": duration, "seed": seed, "ttr_spike": spike}
+    if via is Via.http:
+        if url is None:
+            fail(
+                "cxpipe simulate: --via http needs the collector's URL, e.g. http://localhost:8088"
             )
-            typer.echo(f"produced {sent} events", err=True)
-        finally:
-            await producer.stop()
+        run_async(_simulate_http(url, token or _first_collector_token(), options))
+    else:
+        if url is not None:
+            fail(f"cxpipe simulate: {url!r} is only used with --via http")
+        if not settings.bootstrap_servers:
+            fail("cxpipe simulate: no broker; pass --bootstrap or set CX_BOOTSTRAP_SERVERS")
+        run_async(_simulate_kafka(settings, options))
 
-    run_async(main())
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def _first_collector_token() -> str:
+    """The token the collector itself would accept first (CX_COLLECTOR_TOKENS)."""
+    from pydantic import ValidationError
+
+    from pipeline.collector import CollectorSettings
+
+    try:
+        return CollectorSettings().token_list[0]
+    except ValidationError as error:
+        fail(f"cxpipe simulate: no collector token: pass --token ({error.errors()[0]['msg']})")
+
+
+async def _simulate_kafka(settings: Settings, options: dict[str, Any]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    from pipeline.tools.simulate import run_live
+
+    producer = AIOKafkaProducer(**settings.kafka_client_options(), linger_ms=20)
+    await producer.start()
+    try:
+        sent = await run_live(producer, topic_prefix=settings.topic_prefix, **options)
+        typer.echo(f"produced {sent} events", err=True)
+    finally:
+        await producer.stop()
+
+
+async def _simulate_http(url: str, token: str, options: dict[str, Any]) -> None:
+    from pipeline.tools.simulate import CollectorRefused, HttpSink, run_live
+
+    async with HttpSink(url, token) as sink:
+        try:
+            await run_live(sink, **options)
+        except CollectorRefused as refused:
+            fail(f"cxpipe simulate: {refused}", 1)
+        finally:
+            rejected = ", ".join(f"{n} {reason}" for reason, n in sink.rejected.most_common())
+            typer.echo(
+                f"sent via {sink.url}: {sink.accepted} accepted, "
+                f"{sum(sink.rejected.values())} rejected{f' ({rejected})' if rejected else ''}",
+                err=True,
+            )
 
 
 @app.command()

@@ -8,6 +8,8 @@ import pytest
 import yaml
 from deploy_support import DEPLOY, REPO
 
+from pipeline.act.__main__ import DEFAULT_METRICS_PORT as ACT_METRICS_PORT
+from pipeline.collector import CollectorSettings
 from pipeline.settings import Settings
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
@@ -16,6 +18,47 @@ PROMETHEUS_CONFIG = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").re
 DOCKERFILE = (REPO / "Dockerfile").read_text(encoding="utf-8")
 SETTINGS_ENV = {f"CX_{name.upper()}" for name in Settings.model_fields}
 METRICS_PORT = Settings.model_fields["metrics_port"].default
+COLLECTOR_PORT = CollectorSettings.model_fields["port"].default
+ACT_ACTIONS = DEPLOY / "act" / "example-actions.yml"
+RECEIVER = DEPLOY / "act" / "receiver.py"
+ENV_READ = re.compile(r"""os\.environ(?:\.get\(|\[)["'](CX_[A-Z0-9_]+)["']""")
+
+
+def collector_env() -> set[str]:
+    """The ``CX_*`` names CollectorSettings reads: its prefix + field, or its aliases."""
+    names = set()
+    for name, field in CollectorSettings.model_fields.items():
+        aliases = getattr(field.validation_alias, "choices", None)
+        if aliases:
+            names |= {alias for alias in aliases if alias.startswith("CX_")}
+        else:
+            names.add(f"CX_COLLECTOR_{name.upper()}")
+    return names
+
+
+def env_read_by(path: Path) -> set[str]:
+    """``CX_*`` variables a module reads straight from ``os.environ`` (act, the receiver)."""
+    return set(ENV_READ.findall(path.read_text(encoding="utf-8")))
+
+
+def actions_secret_env() -> set[str]:
+    """Variables the example actions file names with ``secret_env:``."""
+    actions = yaml.safe_load(ACT_ACTIONS.read_text(encoding="utf-8"))
+    return {
+        hook["secret_env"]
+        for signal in actions["signals"].values()
+        for hook in signal["webhooks"]
+        if "secret_env" in hook
+    }
+
+
+KNOWN_ENV = (
+    SETTINGS_ENV
+    | collector_env()
+    | env_read_by(REPO / "pipeline" / "act" / "__main__.py")
+    | env_read_by(RECEIVER)
+    | actions_secret_env()
+)
 
 
 def environment(service: dict) -> dict[str, str]:
@@ -68,7 +111,7 @@ def final_stage() -> list[tuple[str, str]]:
 # --- services ---------------------------------------------------------------------------------
 def test_required_services():
     required = {"kafka", "worker", "simulator", "prometheus", "alertmanager", "grafana"}
-    assert required <= set(SERVICES)
+    assert required | {"collector", "act", "receiver"} <= set(SERVICES)
 
 
 def test_images():
@@ -76,18 +119,21 @@ def test_images():
     assert SERVICES["prometheus"]["image"].startswith("prom/prometheus:")
     assert SERVICES["alertmanager"]["image"].startswith("prom/alertmanager:")
     assert SERVICES["grafana"]["image"].startswith("grafana/grafana:")
-    for name in ("worker", "simulator"):
+    for name in ("worker", "simulator", "collector", "act"):
         build = SERVICES[name]["build"]
         context = build if isinstance(build, str) else build.get("context", ".")
         assert (REPO / context / "Dockerfile").is_file()
-    assert SERVICES["simulator"].get("image") == SERVICES["worker"].get("image")
+        assert SERVICES[name].get("image") == SERVICES["worker"].get("image")
     for name, service in SERVICES.items():
         image = service.get("image", "")
         if "/" in image:
             assert ":" in image and not image.endswith(":latest"), f"{name}: pin the image tag"
 
 
-@pytest.mark.parametrize("name", ["kafka", "worker", "prometheus", "alertmanager", "grafana"])
+@pytest.mark.parametrize(
+    "name",
+    ["kafka", "worker", "prometheus", "alertmanager", "grafana", "collector", "act", "receiver"],
+)
 def test_healthchecks(name):
     healthcheck = SERVICES[name].get("healthcheck")
     if healthcheck is None and "build" in SERVICES[name]:
@@ -133,13 +179,61 @@ def test_worker_scales():
     assert worker.get("command", ["worker"]) == ["worker"]
 
 
-def test_simulator_is_demo_only():
+def test_simulator_is_demo_only_and_goes_through_the_collector():
     simulator = SERVICES["simulator"]
-    assert simulator["command"] == ["simulate", "--rate", "50"]
+    assert simulator["command"] == [
+        "simulate",
+        "--rate",
+        "50",
+        "--via",
+        "http",
+        f"http://collector:{COLLECTOR_PORT}",
+    ]
     assert simulator["profiles"] == ["demo"]
-    assert environment(simulator)["CX_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert simulator["depends_on"]["collector"]["condition"] == "service_healthy"
+    env = environment(simulator)
+    assert env["CX_COLLECTOR_TOKENS"] == environment(SERVICES["collector"])["CX_COLLECTOR_TOKENS"]
     # It serves no /metrics, so the image's HEALTHCHECK must not mark it unhealthy.
     assert simulator["healthcheck"] == {"disable": True}
+
+
+def test_collector_serves_http_intake_on_its_port():
+    collector = SERVICES["collector"]
+    assert collector["command"] == ["collect"]
+    env = environment(collector)
+    assert env["CX_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert env["CX_COLLECTOR_HOST"] == "0.0.0.0", "127.0.0.1 is unreachable from other containers"
+    assert int(env["CX_COLLECTOR_PORT"]) == COLLECTOR_PORT
+    assert f"{COLLECTOR_PORT}:{COLLECTOR_PORT}" in collector["ports"]
+    # tokens come from the environment, with a documented demo default (never empty: the
+    # collector refuses to start without one)
+    tokens = re.fullmatch(r"\$\{CX_COLLECTOR_TOKENS:-([^}]+)\}", env["CX_COLLECTOR_TOKENS"])
+    assert tokens, env["CX_COLLECTOR_TOKENS"]
+    CollectorSettings(tokens=tokens.group(1))
+    assert f"127.0.0.1:{COLLECTOR_PORT}/healthz" in " ".join(collector["healthcheck"]["test"])
+    assert collector["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
+def test_act_reads_the_example_actions_and_reaches_the_receiver():
+    act = SERVICES["act"]
+    assert act["command"] == ["act"]
+    env = environment(act)
+    assert env["CX_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert container_path(act, ACT_ACTIONS) == PurePosixPath(env["CX_ACTIONS"])
+    assert int(env.get("CX_ACT_METRICS_PORT", ACT_METRICS_PORT)) == ACT_METRICS_PORT
+    assert f"127.0.0.1:{ACT_METRICS_PORT}/metrics" in " ".join(act["healthcheck"]["test"])
+    receiver = SERVICES["receiver"]
+    receiver_env = environment(receiver)
+    for name in actions_secret_env():
+        assert env[name] == receiver_env[name], f"act and the receiver disagree on {name}"
+    actions = yaml.safe_load(ACT_ACTIONS.read_text(encoding="utf-8"))
+    for signal in actions["signals"].values():
+        for hook in signal["webhooks"]:
+            host, port = re.match(r"https?://([^:/]+):(\d+)/", hook["url"]).groups()
+            assert host == "receiver" and port in [str(p) for p in receiver["expose"]], hook
+    assert container_path(receiver, RECEIVER) is not None
+    assert receiver["command"][-2:] == ["--port", port]
+    assert act["depends_on"]["receiver"]["condition"] == "service_healthy"
 
 
 def test_restart_policies():
@@ -170,8 +264,11 @@ def test_cx_environment_variables_are_settings():
         if keyword == "ENV":
             used |= set(re.findall(r"\b(CX_[A-Z0-9_]+)=", rest))
     assert used, "no CX_* variable found"
-    unknown = sorted(used - SETTINGS_ENV)
-    assert not unknown, f"not fields of pipeline.settings.Settings: {unknown}"
+    unknown = sorted(used - KNOWN_ENV)
+    assert not unknown, (
+        f"not read by Settings, CollectorSettings, cxpipe act, its actions file or the "
+        f"receiver: {unknown}"
+    )
 
 
 def test_prometheus_targets_are_services():
@@ -187,6 +284,13 @@ def test_prometheus_targets_are_services():
             assert all(name in SERVICES for name in dns["names"]), dns
             assert dns["type"] == "A"
             assert dns["port"] == METRICS_PORT
+    jobs = {config["job_name"]: config for config in PROMETHEUS_CONFIG["scrape_configs"]}
+    assert [t for sc in jobs["cx-collector"]["static_configs"] for t in sc["targets"]] == [
+        f"collector:{environment(SERVICES['collector'])['CX_COLLECTOR_PORT']}"
+    ]
+    assert [t for sc in jobs["cx-act"]["static_configs"] for t in sc["targets"]] == [
+        f"act:{environment(SERVICES['act'])['CX_ACT_METRICS_PORT']}"
+    ]
     workers = [c for c in PROMETHEUS_CONFIG["scrape_configs"] if c["job_name"] == "cx-worker"]
     assert len(workers) == 1 and workers[0]["dns_sd_configs"][0]["names"] == ["worker"]
     assert "static_configs" not in workers[0], "a worker scraped twice is summed twice"

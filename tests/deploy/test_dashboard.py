@@ -44,7 +44,15 @@ def test_generation_is_deterministic(dashboard_builder):
 # --- structure --------------------------------------------------------------------------------
 def test_rows(dashboard):
     rows = [panel["title"] for panel in dashboard["panels"] if panel["type"] == "row"]
-    assert rows == ["Voice of customer", "Support", "Carts & checkout", "Orders", "Pipeline health"]
+    assert rows == [
+        "Voice of customer",
+        "Support",
+        "Carts & checkout",
+        "Orders",
+        "Pipeline health",
+        "HTTP intake",
+        "Signals & actions",
+    ]
 
 
 def test_every_panel_has_a_query(dashboard):

@@ -15,18 +15,21 @@ Design:
   share one code path, and the output does not depend on how time is chunked.
 * One story generator per domain, each a module: ``carts`` (sessions, checkout, and the orders
   with their shipping, delivery and refunds), ``tickets``, ``surveys``; ``simulator`` starts the
-  stories (root arrivals), ``spike`` describes a TTR spike, ``live`` produces into Kafka.
+  stories (root arrivals), ``spike`` describes a TTR spike, ``live`` produces into Kafka (or any
+  ``EventSink``), ``http_sink`` posts through the HTTP collector instead.
 * Deterministic: one ``random.Random(seed)`` drives behaviour and a second one, seeded with
   ``(seed, start)``, draws ids, so the same seed and start give the same events (a restart at
   another time gets fresh ids and is not swallowed by the pipeline's de-duplication).
 * Memory is bounded by the entities in flight (open carts, tickets, undelivered orders, pending
   surveys), each one heap entry; nothing accumulates over time.
 
-It may import :mod:`pipeline.settings` and the standard library, plus orjson for producing.
+It may import :mod:`pipeline.settings` and the standard library, plus orjson for producing and
+aiohttp (already there for faust-streaming and the collector) for posting to the collector.
 """
 
 from pipeline.tools.simulate.core import CHANNELS, DIURNAL_PROFILE, SimEvent
-from pipeline.tools.simulate.live import produce, run_live
+from pipeline.tools.simulate.http_sink import CollectorRefused, HttpSink
+from pipeline.tools.simulate.live import EventSink, produce, run_live
 from pipeline.tools.simulate.simulator import ShopSimulator
 from pipeline.tools.simulate.spike import TtrSpike, parse_ttr_spike
 from pipeline.tools.simulate.tickets import TICKET_CHANNEL_WEIGHTS
@@ -35,6 +38,9 @@ __all__ = [
     "CHANNELS",
     "DIURNAL_PROFILE",
     "TICKET_CHANNEL_WEIGHTS",
+    "CollectorRefused",
+    "EventSink",
+    "HttpSink",
     "ShopSimulator",
     "SimEvent",
     "TtrSpike",

@@ -1,12 +1,17 @@
-"""Simulated traffic into Kafka: a thin batching producer and the real-time runner."""
+"""Simulated traffic into Kafka: a thin batching producer and the real-time runner.
+
+The runner hands each due batch to a Kafka producer (:func:`produce`) or to any
+:class:`EventSink`, such as :class:`~pipeline.tools.simulate.http_sink.HttpSink` (through the
+HTTP collector), so both paths share the same timing and generation.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
@@ -19,6 +24,13 @@ class _Producer(Protocol):
     async def send(
         self, topic: str, value: bytes | None = None, key: bytes | None = None
     ) -> Any: ...
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """Takes whole batches of simulated events; returns how many were delivered."""
+
+    async def send_events(self, events: Sequence[SimEvent]) -> int: ...
 
 
 async def produce(
@@ -49,7 +61,7 @@ async def produce(
 
 
 async def run_live(
-    producer: _Producer,
+    producer: _Producer | EventSink,
     *,
     rate: float,
     duration: float | None,
@@ -68,7 +80,15 @@ async def run_live(
     ``history`` seconds of traffic before now are produced first, as fast as possible (so
     deliveries, TTRs and spikes have a past to draw on); ``options`` go to :class:`ShopSimulator`.
     ``on_batch(count)`` is called after each produced batch. Returns the number of events sent.
+    ``producer`` is a started ``AIOKafkaProducer`` or an :class:`EventSink`.
     """
+    if isinstance(producer, EventSink):
+        deliver: Callable[[list[SimEvent]], Awaitable[int]] = producer.send_events
+    else:
+
+        async def deliver(batch: list[SimEvent]) -> int:
+            return await produce(batch, producer, topic_prefix)
+
     began = clock()
     simulator = ShopSimulator(
         rate=rate, seed=seed, start=began - history, ttr_spike=ttr_spike, **options
@@ -82,7 +102,7 @@ async def run_live(
             step = min(target, simulator.now + 60.0)
             batch = simulator.events_until(step)
             if batch:
-                count = await produce(batch, producer, topic_prefix)
+                count = await deliver(batch)
                 sent += count
                 if on_batch is not None:
                     result = on_batch(count)
