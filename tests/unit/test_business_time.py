@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.business_time import BusinessCalendar, parse_clock
+from pipeline.domain.business_time import BusinessCalendar, parse_clock
 
 MINUTE = 60
 HOUR = 3600

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pipeline.sla_policy import (
+from pipeline.domain.sla_policy import (
     DEFAULT_POLICY,
     PRIORITIES,
     PolicyError,

@@ -8,7 +8,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.sla_timers import AT_RISK_HORIZON, ArmedTimer, Breach, SlaTimers
+from pipeline.domain.sla_timers import AT_RISK_HORIZON, ArmedTimer, Breach, SlaTimers
 
 HOUR = AT_RISK_HORIZON
 

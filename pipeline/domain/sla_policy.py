@@ -21,7 +21,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from pipeline.business_time import WEEKDAYS, BusinessCalendar, Range, format_clock, parse_clock
+from pipeline.domain.business_time import (
+    WEEKDAYS,
+    BusinessCalendar,
+    Range,
+    format_clock,
+    parse_clock,
+)
 from schemas import Priority
 
 KINDS = ("first_response", "resolution")

@@ -111,7 +111,7 @@ class BusinessCalendar:
     """Weekly business hours in a zone, minus holidays; ``weekly=None`` means 24x7.
 
     ``weekly`` has 7 entries (Monday first), each a sorted tuple of non-overlapping ranges.
-    Validation with line numbers is the policy loader's job (pipeline/sla_policy.py); this only
+    Validation with line numbers is the policy loader's job (pipeline/domain/sla_policy.py); this only
     refuses what would make the arithmetic wrong or endless.
     """
 
