@@ -534,4 +534,7 @@ def sla_expectations(timeline: dict, now: float, windows: dict[str, float]) -> d
                 labels = {"channel": ticket["channel"], "kind": kind}
                 key = ("cx_tickets_at_risk", frozenset(labels.items()))
                 expected[key] = expected.get(key, 0) + 1
+                labels["priority"] = ticket["priority"]
+                key = ("cx_tickets_at_risk_by_priority", frozenset(labels.items()))
+                expected[key] = expected.get(key, 0) + 1
     return expected

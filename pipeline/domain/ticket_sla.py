@@ -15,7 +15,9 @@ the ticket's opening, first reply and first resolution; the clock (``tick``) dec
   observation (outcome ``NO_OBSERVATION``); resolved after it, the first response is breached.
 * ``cx_tickets_at_risk`` must be whole-shop, so each partition exports its at-risk counts as
   running totals (+1/-1 deltas in the checkpoint, like the backlog) and persists what it has
-  exported, so a restored partition continues from there.
+  exported, so a restored partition continues from there. They are kept per priority too (one
+  timer structure per priority), for ``cx_tickets_at_risk_by_priority`` and the "urgent tickets
+  at risk" alert.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from pipeline.aggregates.observations import Observations
 from pipeline.domain.reading import MetricView, WindowReader, gauge
 from pipeline.domain.sla_policy import KINDS, PRIORITIES, SlaPolicy
-from pipeline.domain.sla_timers import SlaTimers
+from pipeline.domain.sla_timers import ArmedTimer, SlaTimers
 from schemas.signals import signal_id
 
 FIRST_RESPONSE, RESOLUTION = KINDS
@@ -83,11 +85,12 @@ class SlaTracker:
 
     def __init__(self, policy: SlaPolicy, *, lateness: float, quiet: float) -> None:
         self.policy, self.lateness, self.quiet = policy, lateness, quiet
-        self.timers = SlaTimers(lateness=lateness)
+        self.timers = {priority: SlaTimers(lateness=lateness) for priority in PRIORITIES}
         self._held: list[tuple[float, str, int]] = []
         """(release time, ticket id, kind index): breaches waiting for the quiet period."""
-        self._exported: dict[tuple[str, str], int] = {}
-        """At-risk counts per (channel, kind) this partition has put in its checkpoints."""
+        self._exported: dict[tuple[str, str, str], int] = {}
+        """At-risk counts per (channel, kind, priority) this partition has put in its
+        checkpoints."""
         self._exported_changed = False
 
     # -- the ticket's life -------------------------------------------------------------------
@@ -100,13 +103,18 @@ class SlaTracker:
         sla = ticket.sla
         if sla is None or ticket.channel is None:
             return
+        timers = self.timers[sla.priority]
         for index, kind in enumerate(KINDS):
             if sla.pending(index):
-                self.timers.arm(ticket_id, kind, ticket.channel, sla.due[index])
+                timers.arm(ticket_id, kind, ticket.channel, sla.due[index])
 
-    def forget(self, ticket_id: str) -> None:
-        for kind in KINDS:
-            self.timers.disarm(ticket_id, kind)
+    def forget(self, ticket_id: str, sla: TicketSla | None) -> None:
+        if sla is not None:
+            for kind in KINDS:
+                self.timers[sla.priority].disarm(ticket_id, kind)
+
+    def armed(self) -> list[ArmedTimer]:
+        return [timer for timers in self.timers.values() for timer in timers.armed()]
 
     def first_reply(
         self, ticket_id: str, ticket: SlaTicket, time: float, out: Observations
@@ -125,7 +133,7 @@ class SlaTracker:
         if sla.pending(0):
             if time <= sla.due[0]:
                 sla.outcome[0] = NO_OBSERVATION  # resolved in time without a reply
-                self.timers.disarm(ticket_id, FIRST_RESPONSE)
+                self.timers[sla.priority].disarm(ticket_id, FIRST_RESPONSE)
             else:
                 self._settle(ticket_id, ticket, 0, time, out)
         if sla.pending(1):
@@ -137,7 +145,7 @@ class SlaTracker:
         """The reply/resolution of kind ``index`` came at ``time``: met or breached, final."""
         assert ticket.sla is not None and ticket.channel is not None
         sla = ticket.sla
-        self.timers.disarm(ticket_id, KINDS[index])
+        self.timers[sla.priority].disarm(ticket_id, KINDS[index])
         if time <= sla.due[index]:
             sla.outcome[index] = MET
             out.observe("sla_met", (ticket.channel, KINDS[index], sla.priority), time)
@@ -181,9 +189,9 @@ class SlaTracker:
         self, now: float, tickets: Mapping[str, SlaTicket], out: Observations
     ) -> Iterator[str]:
         """Decide the breaches due by ``now``; yields the ids of tickets that changed."""
-        for breach in self.timers.advance(now):
-            index = KINDS.index(breach.kind)
-            heapq.heappush(self._held, (0.0, breach.ticket_id, index))
+        for timers in self.timers.values():
+            for breach in timers.advance(now):
+                heapq.heappush(self._held, (0.0, breach.ticket_id, KINDS.index(breach.kind)))
         while self._held and self._held[0][0] <= now:
             _, ticket_id, index = heapq.heappop(self._held)
             ticket = tickets.get(ticket_id)
@@ -197,7 +205,11 @@ class SlaTracker:
         self._export_at_risk(now, out)
 
     def _export_at_risk(self, now: float, out: Observations) -> None:
-        current = self.timers.at_risk(now)
+        current = {
+            (channel, kind, priority): n
+            for priority, timers in self.timers.items()
+            for (channel, kind), n in timers.at_risk(now).items()
+        }
         for labels in current.keys() | self._exported.keys():
             change = current.get(labels, 0) - self._exported.get(labels, 0)
             if change:
@@ -211,10 +223,10 @@ class SlaTracker:
         if not (full or self._exported_changed):
             return None
         self._exported_changed = False
-        return [[channel, kind, n] for (channel, kind), n in sorted(self._exported.items())]
+        return [[*labels, n] for labels, n in sorted(self._exported.items())]
 
     def restore_exported(self, rows: list[list[Any]]) -> None:
-        self._exported = {(channel, kind): int(n) for channel, kind, n in rows}
+        self._exported = {(channel, kind, priority): int(n) for channel, kind, priority, n in rows}
 
 
 # -- exposition -------------------------------------------------------------------------------
@@ -229,6 +241,11 @@ def metrics(view: MetricView, now: float) -> Iterator[Metric]:
         "cx_tickets_at_risk",
         "Open tickets whose SLA due time is within the next hour and not yet passed, now.",
         labels=["channel", "kind"],
+    )
+    by_priority = GaugeMetricFamily(
+        "cx_tickets_at_risk_by_priority",
+        "cx_tickets_at_risk split by ticket priority.",
+        labels=["channel", "kind", "priority"],
     )
     seen = {labels for name in ("sla_met", "sla_breached") for labels in view.labels_of(name)}
     channels = sorted({labels[0] for labels in seen})
@@ -249,8 +266,9 @@ def metrics(view: MetricView, now: float) -> Iterator[Metric]:
                 if sum(totals):
                     attainment.add_metric(base, totals[0] / sum(totals))
     levels = {(channel, kind): 0.0 for channel in channels for kind in KINDS}
-    for labels, amount in view.totals_named("sla_at_risk"):
-        levels[(labels[0], labels[1])] = float(amount)
+    for (channel, kind, priority), amount in view.totals_named("sla_at_risk"):
+        levels[(channel, kind)] = levels.get((channel, kind), 0.0) + float(amount)
+        by_priority.add_metric([channel, kind, priority], float(amount))
     for (channel, kind), amount in sorted(levels.items()):
         at_risk.add_metric([channel, kind], amount)
-    yield from (met, breached, attainment, at_risk)
+    yield from (met, breached, attainment, at_risk, by_priority)

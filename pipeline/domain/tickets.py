@@ -225,7 +225,7 @@ class TicketHandler:
             horizon = self._horizon(ticket)
             if horizon is not None and ticket.last_time + horizon <= now:
                 del self.tickets[ticket_id]
-                self.sla.forget(ticket_id)
+                self.sla.forget(ticket_id, ticket.sla)
                 self._changed.add(ticket_id)
             else:
                 self._schedule(ticket_id, ticket)
@@ -252,9 +252,10 @@ class TicketHandler:
 
     def restore(self, changes: dict[str, Any]) -> None:
         for ticket_id, wire in changes.get("t", {}).items():
-            self.sla.forget(ticket_id)
+            known = self.tickets.pop(ticket_id, None)
+            if known is not None:
+                self.sla.forget(ticket_id, known.sla)
             if wire is None:
-                self.tickets.pop(ticket_id, None)
                 continue
             ticket = self.tickets[ticket_id] = Ticket.from_wire(wire)
             self.sla.arm(ticket_id, ticket)

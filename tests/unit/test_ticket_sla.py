@@ -54,10 +54,11 @@ SLA_FAMILIES = (
     "cx_sla_breached",
     "cx_sla_attainment_ratio",
     "cx_tickets_at_risk",
+    "cx_tickets_at_risk_by_priority",
     "cx_first_response_business_seconds",
     "cx_ttr_business_seconds",
 )
-COUNTS = ("cx_sla_met", "cx_sla_breached", "cx_tickets_at_risk")
+COUNTS = ("cx_sla_met", "cx_sla_breached", "cx_tickets_at_risk", "cx_tickets_at_risk_by_priority")
 """Families whose zero may also be absent (CONTRACT.md)."""
 PRIORITY_WEIGHTS = {"urgent": 1, "high": 3, "normal": 5, "low": 2}
 
@@ -336,7 +337,7 @@ def test_reopen_does_not_restart_the_resolution_sla(policy_file):
     run.feed([event("ticket.reopened", "a", t + 60)], t + 60)
     run.feed([], t + 3 * 86_400)
     assert run.signals == []
-    assert run.proc.handler.sla.timers.armed() == []  # type: ignore[attr-defined]
+    assert run.proc.handler.sla.armed() == []  # type: ignore[attr-defined]
 
 
 def test_at_risk_counts_the_hour_before_due(policy_file):
@@ -363,4 +364,4 @@ def test_state_written_before_slas_restores_without_one():
     assert ticket.sla is None and ticket.is_open
     handler = TicketHandler()
     handler.restore({"t": {"x": old}})
-    assert handler.sla.timers.armed() == []
+    assert handler.sla.armed() == []
