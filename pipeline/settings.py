@@ -81,10 +81,19 @@ class Settings(BaseSettings):
         1800.0, gt=0, description="Cart idle time before abandonment (s)."
     )
     allowed_lateness: float = Field(
-        120.0, ge=0, description="How long a cart outcome waits for late events (s)."
+        120.0,
+        ge=0,
+        description="How long a decision taken when time passes (a cart outcome, an SLA breach) "
+        "waits for late events (s).",
     )
     quiet_period: float = Field(
-        5.0, ge=0, description="No-event period before a cart decision (s)."
+        5.0, ge=0, description="No-event period of a cart or ticket before such a decision (s)."
+    )
+    sla_policy: str | None = Field(
+        None,
+        description="SLA policy file (YAML: timezone, business hours, holidays, targets per "
+        "priority); checked at start, `cxpipe sla check FILE` checks one. Unset: the contract's "
+        "default targets in calendar time.",
     )
     entity_retention: float = Field(
         30 * 86_400.0,

@@ -544,3 +544,229 @@ def signal_expectations(
         + _detractor_signals(fresh)
     )
     return {s["signal_id"]: s for s in signals}
+
+
+# -- SLAs in business hours (CONTRACT.md "SLA and business hours") -------------------------------
+SLA_KINDS = ("first_response", "resolution")
+AT_RISK_HORIZON = 3600.0
+_DUE_MEMO: dict[tuple, float] = {}
+"""Brute-force due times already walked (tests replay the same tickets many times)."""
+
+
+class BruteCalendar:
+    """Business time minute by minute from a policy dict (parsed YAML): slow and obvious.
+
+    Exact for minute-aligned instants: every minute is wholly inside or outside the hours.
+    """
+
+    def __init__(self, policy: dict) -> None:
+        from zoneinfo import ZoneInfo
+
+        self.zone = ZoneInfo(policy.get("timezone", "UTC"))
+        self.hours = policy.get("business_hours")
+        self.holidays = {str(day) for day in policy.get("holidays", [])}
+        self.targets = policy["targets"]
+
+    def is_business_minute(self, t: float) -> bool:
+        if self.hours is None:
+            return True
+        local = datetime.fromtimestamp(t, self.zone)
+        if local.date().isoformat() in self.holidays:
+            return False
+        day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[local.weekday()]
+        minute = local.hour * 60 + local.minute
+        for text in self.hours.get(day, []):
+            start, end = (int(p[:2]) * 60 + int(p[3:]) for p in text.split("-"))
+            if start <= minute < end:
+                return True
+        return False
+
+    def due(self, opened: float, seconds: float) -> float:
+        key = (repr(self.zone), repr(self.hours), repr(sorted(self.holidays)), opened, seconds)
+        if key not in _DUE_MEMO:
+            _DUE_MEMO[key] = self._walk_to_due(opened, seconds)
+        return _DUE_MEMO[key]
+
+    def _walk_to_due(self, opened: float, seconds: float) -> float:
+        t, left = opened, seconds
+        while left > 0:
+            if self.is_business_minute(t):
+                left -= 60
+            t += 60
+        return t
+
+    def between(self, start: float, end: float) -> float:
+        total, t = 0.0, start
+        while t < end:
+            if self.is_business_minute(t):
+                total += 60
+            t += 60
+        return total
+
+
+def in_coarse_window(t: float, now: float, length: float) -> bool:
+    """The window with its lower edge coarsened to a whole bucket, as the contract allows
+    (10 s buckets for 5m, 1 min above)."""
+    size = 10.0 if length <= 300 else 60.0
+    return (now - length) // size * size <= t <= now
+
+
+def sla_timeline(
+    arrivals: list[tuple[float, dict]],
+    ticks: list[float],
+    policy: dict,
+    lateness: float,
+    quiet: float,
+) -> dict:
+    """Replay arrivals and clock ticks in time order, the contract's SLA rules verbatim.
+
+    A breach is decided at a tick past due + lateness, once no event of the ticket arrived for
+    the quiet period (as cart decisions wait).
+
+    Returns ``tickets`` (id -> state), ``met``/``breached`` lists of (channel, kind, priority,
+    observed at), ``business`` (kind -> [(channel, observed at, seconds)]) and ``signals``.
+    """
+    calendar = BruteCalendar(policy)
+    hours_set = policy.get("business_hours") is not None
+    tickets: dict[str, dict] = {}
+    early: dict[str, list[dict]] = {}
+    seen: set[str] = set()
+    last_arrival: dict[str, float] = {}
+    result: dict = {"met": [], "breached": [], "business": {"frt": [], "ttr": []}, "signals": []}
+
+    def settle(tid: str, ticket: dict, kind: str, met: bool | None) -> None:
+        ticket["outcome"][kind] = "met" if met else ("none" if met is None else "breached")
+        labels = (ticket["channel"], kind, ticket["priority"])
+        if met:
+            result["met"].append((*labels, ticket["when"][kind]))
+        elif met is False:
+            result["breached"].append((*labels, ticket["due"][kind]))
+            result["signals"].append((tid, kind, ticket["priority"], ticket["due"][kind]))
+
+    def apply(tid: str, ticket: dict, event: dict) -> None:
+        kind, t = event["event_type"], epoch(event["occurred_at"])
+        if kind == "ticket.agent_replied" and ticket["reply"] is None:
+            ticket["reply"] = t
+            if hours_set:
+                result["business"]["frt"].append(
+                    (ticket["channel"], t, calendar.between(ticket["opened"], t))
+                )
+            if ticket["outcome"]["first_response"] is None:
+                ticket["when"]["first_response"] = t
+                settle(tid, ticket, "first_response", t <= ticket["due"]["first_response"])
+        elif kind == "ticket.resolved" and ticket["open"]:
+            ticket["open"] = False
+            if ticket["resolution"] is None:
+                ticket["resolution"] = t
+                if hours_set:
+                    result["business"]["ttr"].append(
+                        (ticket["channel"], t, calendar.between(ticket["opened"], t))
+                    )
+                if ticket["outcome"]["first_response"] is None:
+                    in_time = t <= ticket["due"]["first_response"]
+                    settle(tid, ticket, "first_response", None if in_time else False)
+                if ticket["outcome"]["resolution"] is None:
+                    ticket["when"]["resolution"] = t
+                    settle(tid, ticket, "resolution", t <= ticket["due"]["resolution"])
+        elif kind == "ticket.reopened" and not ticket["open"]:
+            ticket["open"] = True
+
+    timeline = [(t, 0, event) for t, event in arrivals] + [(t, 1, None) for t in ticks]
+    for now, is_tick, event in sorted(timeline, key=lambda item: (item[0], item[1])):
+        if is_tick:
+            for tid, ticket in tickets.items():
+                for kind in SLA_KINDS:
+                    pending = ticket["outcome"][kind] is None
+                    settled_down = now - last_arrival[tid] >= quiet
+                    if pending and settled_down and now > ticket["due"][kind] + lateness:
+                        settle(tid, ticket, kind, False)
+            continue
+        assert event is not None
+        if event["event_id"] in seen:
+            continue
+        seen.add(event["event_id"])
+        if now - epoch(event["occurred_at"]) > 86_400:
+            continue  # late: not aggregated
+        tid = event["ticket_id"]
+        last_arrival[tid] = now
+        if event["event_type"] == "ticket.opened":
+            if tid in tickets:
+                continue
+            opened = epoch(event["occurred_at"])
+            priority = event["priority"]
+            tickets[tid] = ticket = {
+                "opened": opened,
+                "channel": event.get("channel", "web"),
+                "priority": priority,
+                "open": True,
+                "reply": None,
+                "resolution": None,
+                "due": {
+                    kind: calendar.due(opened, float(calendar.targets[kind][priority]))
+                    for kind in SLA_KINDS
+                },
+                "outcome": dict.fromkeys(SLA_KINDS),
+                "when": {},
+            }
+            for held in early.pop(tid, []):
+                apply(tid, ticket, held)
+        elif tid in tickets:
+            apply(tid, tickets[tid], event)
+        else:
+            early.setdefault(tid, []).append(event)
+    result["tickets"] = tickets
+    return result
+
+
+def sla_expectations(timeline: dict, now: float, windows: dict[str, float]) -> dict:
+    """{(metric, frozenset(labels)): value} of the SLA families at ``now`` (after a tick)."""
+    expected: dict = {}
+    channels = {c for c, *_ in timeline["met"] + timeline["breached"]}
+    for window, length in windows.items():
+        for channel in channels:
+            for kind in SLA_KINDS:
+                base = {"window": window, "channel": channel, "kind": kind}
+                totals = {}
+                for name, rows in (("cx_sla_met", "met"), ("cx_sla_breached", "breached")):
+                    totals[name] = 0
+                    for priority in ("low", "normal", "high", "urgent"):
+                        n = sum(
+                            1
+                            for c, k, p, t in timeline[rows]
+                            if (c, k, p) == (channel, kind, priority)
+                            and in_coarse_window(t, now, length)
+                        )
+                        if n:
+                            expected[(name, frozenset({**base, "priority": priority}.items()))] = n
+                        totals[name] += n
+                decided = totals["cx_sla_met"] + totals["cx_sla_breached"]
+                if decided:
+                    expected[("cx_sla_attainment_ratio", frozenset(base.items()))] = (
+                        totals["cx_sla_met"] / decided
+                    )
+        for name, rows in (
+            ("cx_first_response_business_seconds", timeline["business"]["frt"]),
+            ("cx_ttr_business_seconds", timeline["business"]["ttr"]),
+        ):
+            for channel in {c for c, _, _ in rows}:
+                values = [
+                    v for c, t, v in rows if c == channel and in_coarse_window(t, now, length)
+                ]
+                for q in ("0.5", "0.9", "0.99"):
+                    if values:
+                        labels = {"window": window, "channel": channel, "quantile": q}
+                        expected[(name, frozenset(labels.items()))] = rank_quantile(
+                            values, float(q)
+                        )
+    for ticket in timeline["tickets"].values():
+        for kind in SLA_KINDS:
+            due = ticket["due"][kind]
+            awaited = ticket["open"] and ticket["outcome"][kind] is None
+            if awaited and due - AT_RISK_HORIZON <= now <= due:
+                labels = {"channel": ticket["channel"], "kind": kind}
+                key = ("cx_tickets_at_risk", frozenset(labels.items()))
+                expected[key] = expected.get(key, 0) + 1
+                labels["priority"] = ticket["priority"]
+                key = ("cx_tickets_at_risk_by_priority", frozenset(labels.items()))
+                expected[key] = expected.get(key, 0) + 1
+    return expected

@@ -45,6 +45,8 @@ WINDOW = 'window="$window"'
 
 # Absolute TTR alert threshold (CXTicketResolutionTimeHigh), drawn on the TTR panel.
 TTR_HIGH_SECONDS = 28800
+URGENT_AT_RISK_LIMIT = 5
+"""CXUrgentTicketsAtRisk's threshold (deploy/prometheus/rules/cx-alerts.yml)."""
 DEAD_LETTER_RATIO_LIMIT = 0.05
 
 
@@ -84,6 +86,13 @@ def dead_letter_ratio(range_: str) -> str:
     rejected = zero_if_absent(cx_rate("cx_events_rejected_total", range_=range_))
     accepted = zero_if_absent(cx_rate("cx_events_total", range_=range_))
     return f"{rejected} / ({rejected} + {accepted})"
+
+
+def sla_attainment(by: str) -> str:
+    """met / (met + breached) of the selection, per ``by``; no breach series counts as 0."""
+    met = f"sum by ({by}) ({cx('cx_sla_met')})"
+    breached = f"sum by ({by}) ({cx('cx_sla_breached')})"
+    return f"{met} / ({met} + ({breached} or {met} * 0))"
 
 
 def worker_only(expr: str) -> str:
@@ -419,6 +428,74 @@ ROWS: tuple[Row, ...] = (
                     q(cx("cx_tickets_reopened"), "reopened {{channel}}"),
                 ),
                 "First resolutions (= TTR observations) and reopens in the last $window.",
+            ),
+        ),
+    ),
+    Row(
+        "SLAs",
+        (
+            Panel(
+                "SLA attainment by priority",
+                (q(sla_attainment("kind, priority"), "{{kind}} {{priority}}"),),
+                "Share of SLA targets met among those decided in the last $window (met at the "
+                "reply / resolution, breached at the due time), per kind and priority, selected "
+                "channels. Targets and business hours: CX_SLA_POLICY. CXSlaAttainmentLow fires "
+                "below 80% of a kind (1h).",
+                unit="percentunit",
+                width=12,
+                min=0,
+                max=1,
+            ),
+            Panel(
+                "SLA attainment by channel",
+                (q(cx("cx_sla_attainment_ratio"), "{{channel}} {{kind}}"),),
+                "met / (met + breached) per channel and kind over $window.",
+                unit="percentunit",
+                width=12,
+                min=0,
+                max=1,
+            ),
+            Panel(
+                "Tickets at risk of breaching",
+                (
+                    q(f"sum by (kind) ({cx('cx_tickets_at_risk', window=False)})", "all {{kind}}"),
+                    q(
+                        "sum by (kind) ("
+                        + cx("cx_tickets_at_risk_by_priority", 'priority="urgent"', window=False)
+                        + ")",
+                        "urgent {{kind}}",
+                    ),
+                ),
+                "Open tickets whose SLA due time is within the next hour and not yet passed, "
+                f"now, all and urgent. Red line: the CXUrgentTicketsAtRisk limit "
+                f"({URGENT_AT_RISK_LIMIT} urgent tickets of a kind).",
+                width=12,
+                thresholds=((0, "green"), (URGENT_AT_RISK_LIMIT, "red")),
+                threshold_line=True,
+            ),
+            Panel(
+                "SLA breaches over time",
+                (q(f"sum by (kind, priority) ({cx('cx_sla_breached')})", "{{kind}} {{priority}}"),),
+                "SLA targets breached in the last $window (counted at their due times), selected "
+                "channels. CXSlaBreachesRising compares the 1h count with the 24h hourly mean.",
+                width=12,
+                stack=True,
+            ),
+            Panel(
+                "Business vs calendar TTR",
+                (
+                    q(cx("cx_ttr_seconds", 'quantile="0.9"'), "calendar p90 {{channel}}"),
+                    q(cx("cx_ttr_business_seconds", 'quantile="0.9"'), "business p90 {{channel}}"),
+                    q(
+                        cx("cx_first_response_business_seconds", 'quantile="0.9"'),
+                        "business first response p90 {{channel}}",
+                    ),
+                ),
+                "p90 time to resolution over $window in calendar time and counted only inside "
+                "business hours (the clock the SLAs use), and business-time first response. "
+                "Business series exist only when CX_SLA_POLICY sets business hours.",
+                unit="s",
+                width=12,
             ),
         ),
     ),

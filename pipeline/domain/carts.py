@@ -130,13 +130,17 @@ class Cart:
         return self.segments[0][1] + timeout
 
     def last_step_before(self, time: float) -> tuple[bool, str | None]:
-        """(checkout started by ``time``, last step completed by ``time``)."""
+        """(checkout started by ``time``, last step completed by ``time``).
+
+        Two steps at the same event time are ordered by name, not by arrival, so the answer is
+        the same whatever order the events came in.
+        """
         started, last, last_time = False, None, float("-inf")
         for when, step in self.steps:
             if when > time:
                 continue
             started = True
-            if step is not None and when >= last_time:
+            if step is not None and (when, step) > (last_time, last or ""):
                 last, last_time = step, when
         return started, last
 

@@ -18,6 +18,10 @@ Decisions where the contract is silent:
   older than the longest window would be late anyway). Open tickets are kept: they ARE the backlog.
 * Durations are clamped to >= 0 (a reply stamped before its ticket's opening counts as 0 s).
 
+SLAs (due times, met/breached, at risk, breach signals) are kept by
+:class:`pipeline.domain.ticket_sla.SlaTracker`, told of each opening, first reply and first
+resolution; the SLA state rides in the ticket's wire form, so it survives restarts with it.
+
 Quantiles come from mergeable sketches per window; the ``cx_ticket_resolution_seconds`` histogram
 is kept as running totals so PromQL can alert on it with ``rate()``.
 """
@@ -34,7 +38,10 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 
 from pipeline.aggregates.observations import Observations
 from pipeline.aggregates.sketch import QuantileSketch
+from pipeline.domain import ticket_sla
 from pipeline.domain.reading import MetricView, WindowReader, gauge
+from pipeline.domain.sla_policy import DEFAULT_POLICY, SlaPolicy
+from pipeline.domain.ticket_sla import SlaTracker, TicketSla
 from schemas import TicketAgentReplied, TicketOpened, TicketReopened, TicketResolved
 
 DAY = 86_400.0
@@ -62,6 +69,10 @@ class Ticket:
     """Latest event time seen for the ticket (drives forgetting)."""
     early: list[list[Any]] = field(default_factory=list)
     """``[code, event time]`` of events that arrived before ``ticket.opened``."""
+    sla: TicketSla | None = None
+    """Due times and outcomes, set at ``ticket.opened`` (None in state written before SLAs)."""
+    arrived: float = 0.0
+    """Wall clock of the ticket's latest event (not persisted: only delays breach decisions)."""
 
     def to_wire(self) -> list[Any]:
         return [
@@ -72,13 +83,15 @@ class Ticket:
             self.is_open,
             self.last_time,
             self.early,
+            None if self.sla is None else self.sla.to_wire(),
         ]
 
     @classmethod
     def from_wire(cls, data: list[Any]) -> Ticket:
-        opened_at, channel, first_reply_at, resolved_once, is_open, last_time, early = data
+        opened_at, channel, first_reply_at, resolved_once, is_open, last_time, early, *rest = data
+        sla = TicketSla.from_wire(rest[0]) if rest and rest[0] is not None else None
         return cls(
-            opened_at, channel, first_reply_at, resolved_once, is_open, last_time, list(early)
+            opened_at, channel, first_reply_at, resolved_once, is_open, last_time, list(early), sla
         )
 
 
@@ -96,9 +109,18 @@ class TicketHandler:
     """Given in event-time order once the topic settled (pipeline/engine/holdback.py): "first"
     reply or resolution and the open/closed state follow event time, wherever events landed."""
 
-    def __init__(self, *, retention: float = 30 * DAY, orphan_retention: float = DAY) -> None:
+    def __init__(
+        self,
+        *,
+        retention: float = 30 * DAY,
+        orphan_retention: float = DAY,
+        policy: SlaPolicy = DEFAULT_POLICY,
+        lateness: float = 120.0,
+        quiet: float = 5.0,
+    ) -> None:
         self.retention = retention
         self.orphan_retention = orphan_retention
+        self.sla = SlaTracker(policy, lateness=lateness, quiet=quiet)
         self.tickets: dict[str, Ticket] = {}
         self._changed: set[str] = set()
         self._due: list[tuple[float, str]] = []
@@ -113,27 +135,33 @@ class TicketHandler:
         if ticket is None:
             ticket = self.tickets[ticket_id] = Ticket(last_time=time)
         ticket.last_time = max(ticket.last_time, time)
+        ticket.arrived = out.now
         self._changed.add(ticket_id)
         if isinstance(event, TicketOpened):
             if ticket.opened_at is None:
-                self._open(ticket, time, str(event.channel), out)
+                self._open(ticket_id, ticket, event, out)
         else:
             code = _KIND[type(event)]
             if ticket.opened_at is None:
                 if len(ticket.early) < MAX_EARLY:
                     ticket.early.append([code, time])
             else:
-                self._apply(ticket, code, time, out)
+                self._apply(ticket_id, ticket, code, time, out)
         self._schedule(ticket_id, ticket)
 
-    def _open(self, ticket: Ticket, time: float, channel: str, out: Observations) -> None:
+    def _open(self, ticket_id: str, ticket: Ticket, event: TicketOpened, out: Observations) -> None:
+        time, channel = event.ts, str(event.channel)
         ticket.opened_at, ticket.channel, ticket.is_open = time, channel, True
+        ticket.sla = self.sla.open(str(event.priority), time, event.customer_id)
         out.count("tickets_open", (channel,), 1)
         early, ticket.early = ticket.early, []
         for code, when in early:
-            self._apply(ticket, code, when, out)
+            self._apply(ticket_id, ticket, code, when, out)
+        self.sla.arm(ticket_id, ticket)
 
-    def _apply(self, ticket: Ticket, code: str, time: float, out: Observations) -> None:
+    def _apply(
+        self, ticket_id: str, ticket: Ticket, code: str, time: float, out: Observations
+    ) -> None:
         """One reply/resolution/reopen of an opened ticket."""
         assert ticket.opened_at is not None and ticket.channel is not None
         labels = (ticket.channel,)
@@ -143,6 +171,7 @@ class TicketHandler:
                 seconds = max(0.0, time - ticket.opened_at)
                 out.observe_duration("frt", labels, time, seconds)
                 out.observe("frt_sum", labels, time, Decimal(str(round(seconds, 3))))
+                self.sla.first_reply(ticket_id, ticket, time, out)
         elif code == RESOLVE:
             if not ticket.is_open:
                 return  # already resolved and not reopened
@@ -151,6 +180,7 @@ class TicketHandler:
             if not ticket.resolved_once:
                 ticket.resolved_once = True
                 self._first_resolution(labels, time, max(0.0, time - ticket.opened_at), out)
+                self.sla.first_resolution(ticket_id, ticket, time, out)
         elif code == REOPEN and not ticket.is_open:
             ticket.is_open = True
             out.count("tickets_open", labels, 1)
@@ -190,6 +220,7 @@ class TicketHandler:
             heapq.heappush(self._due, (due, ticket_id))
 
     def tick(self, now: float, out: Observations) -> None:
+        self._changed.update(self.sla.tick(now, self.tickets, out))
         while self._due and self._due[0][0] <= now:
             due, ticket_id = heapq.heappop(self._due)
             if self._scheduled.get(ticket_id) != due:
@@ -201,6 +232,7 @@ class TicketHandler:
             horizon = self._horizon(ticket)
             if horizon is not None and ticket.last_time + horizon <= now:
                 del self.tickets[ticket_id]
+                self.sla.forget(ticket_id, ticket.sla)
                 self._changed.add(ticket_id)
             else:
                 self._schedule(ticket_id, ticket)
@@ -209,22 +241,34 @@ class TicketHandler:
     def take_changes(self, full: bool = False) -> dict[str, Any]:
         if full:
             self._changed.update(self.tickets)
-        if not self._changed:
+        exported = self.sla.take_exported(full)
+        if not self._changed and exported is None:
             return {}
-        changes = {
-            ticket_id: (self.tickets[ticket_id].to_wire() if ticket_id in self.tickets else None)
-            for ticket_id in sorted(self._changed)
-        }
+        changes: dict[str, Any] = {}
+        if self._changed:
+            changes["t"] = {
+                ticket_id: (
+                    self.tickets[ticket_id].to_wire() if ticket_id in self.tickets else None
+                )
+                for ticket_id in sorted(self._changed)
+            }
+        if exported is not None:
+            changes["k"] = exported
         self._changed = set()
-        return {"t": changes}
+        return changes
 
     def restore(self, changes: dict[str, Any]) -> None:
         for ticket_id, wire in changes.get("t", {}).items():
+            known = self.tickets.pop(ticket_id, None)
+            if known is not None:
+                self.sla.forget(ticket_id, known.sla)
             if wire is None:
-                self.tickets.pop(ticket_id, None)
                 continue
-            self.tickets[ticket_id] = Ticket.from_wire(wire)
+            ticket = self.tickets[ticket_id] = Ticket.from_wire(wire)
+            self.sla.arm(ticket_id, ticket)
             self._push(ticket_id, 0.0)  # re-evaluated on the first tick
+        if "k" in changes:
+            self.sla.restore_exported(changes["k"])
 
 
 # -- exposition -------------------------------------------------------------------------------
@@ -293,11 +337,24 @@ def metrics(view: MetricView, now: float) -> Iterator[Metric]:
             for labels in view.labels_of(name)
         }
     )
+    business = (
+        (
+            _quantile_family("cx_ttr_business_seconds", "TTR in business time, quantiles (s)."),
+            "ttr",
+        ),
+        (
+            _quantile_family(
+                "cx_first_response_business_seconds", "First response in business time (s)."
+            ),
+            "frt",
+        ),
+    )
+    quantiles = ((ttr, "ttr"), (frt, "frt"), *((f, f"{n}_business") for f, n in business))
     for spec in view.specs:
         read = WindowReader(view, spec, now)
         for channel in channels:
             base = [spec.name, channel]
-            for family, name in ((ttr, "ttr"), (frt, "frt")):
+            for family, name in quantiles:
                 _add_quantiles(
                     family,
                     base,
@@ -310,4 +367,6 @@ def metrics(view: MetricView, now: float) -> Iterator[Metric]:
                     family.add_metric(base, value)
     for channel, amount in _backlog(view).items():
         backlog.add_metric([channel], amount)
-    yield from (ttr, frt, resolved, reopened, backlog, _resolution_histogram(view))
+    yield from (ttr, frt, *(family for family, _ in business), resolved, reopened, backlog)
+    yield _resolution_histogram(view)
+    yield from ticket_sla.metrics(view, now)

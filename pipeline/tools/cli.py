@@ -18,6 +18,8 @@ from pipeline.settings import Settings
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 schemas_app = typer.Typer(no_args_is_help=True, help="The event contract as JSON Schema.")
 app.add_typer(schemas_app, name="schemas")
+sla_app = typer.Typer(no_args_is_help=True, help="SLA policies (CX_SLA_POLICY).")
+app.add_typer(sla_app, name="sla")
 
 Bootstrap = Annotated[
     str | None,
@@ -43,6 +45,18 @@ def setup_logging(level: str) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+def refuse_bad_sla_policy(settings: Settings) -> None:
+    """Stop the start (exit 2) with the loader's file:line message if the policy is unusable."""
+    from pipeline.domain.sla_policy import PolicyError
+    from pipeline.worker.handlers import sla_policy
+
+    try:
+        sla_policy(settings)
+    except PolicyError as error:
+        typer.echo(f"cxpipe: bad SLA policy (CX_SLA_POLICY): {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 EMBEDDED_SESSION_TIMEOUT = 2.0
@@ -124,6 +138,7 @@ def worker(bootstrap: Bootstrap = None, metrics_port: MetricsPort = None) -> Non
 
     settings = load_settings(bootstrap_servers=bootstrap, metrics_port=metrics_port)
     setup_logging(settings.log_level)
+    refuse_bad_sla_policy(settings)
 
     async def main() -> None:
         async with AsyncExitStack() as stack:
@@ -371,6 +386,7 @@ def demo(
         except ValueError as problem:
             typer.echo(f"cxpipe demo: --ttr-spike: {problem}", err=True)
             raise typer.Exit(2) from None
+    refuse_bad_sla_policy(settings)
 
     async def main() -> None:
         async with AsyncExitStack() as stack:
@@ -417,6 +433,18 @@ def schemas_export(directory: Annotated[Path, typer.Argument(help="Output direct
 
     for path in export_json_schemas(directory):
         typer.echo(str(path))
+
+
+@sla_app.command("check")
+def sla_check(policy: Annotated[Path, typer.Argument(help="The SLA policy file (YAML).")]) -> None:
+    """Validate an SLA policy without starting anything; print what it means."""
+    from pipeline.domain.sla_policy import PolicyError, check_policy_file
+
+    try:
+        typer.echo(check_policy_file(policy))
+    except PolicyError as error:
+        typer.echo(f"cxpipe sla check: {error}", err=True)
+        raise typer.Exit(1) from None
 
 
 def main() -> None:

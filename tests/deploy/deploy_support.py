@@ -67,14 +67,22 @@ def contract_path() -> Path | None:
     return None
 
 
+# Whole-shop metrics the pipeline adds to the contract's (deduplicated like them).
+WHOLE_SHOP_EXTRAS = {"cx_tickets_at_risk_by_priority": "gauge"}
+
+
 def parse_contract(text: str) -> dict[str, str]:
-    """``{metric name: type}`` from the "Metric names" table of CONTRACT.md."""
+    """``{metric name: type}`` from the "Metric names" table of CONTRACT.md, plus the gauges
+    its "SLA and business hours" section names, plus :data:`WHOLE_SHOP_EXTRAS`."""
     metrics = {}
     for line in text.splitlines():
         match = re.match(r"\|\s*`(cx_[a-z0-9_]+)`\s*\|\s*(\w+)\s*\|", line)
         if match:
             metrics[match.group(1)] = match.group(2)
-    return metrics
+    sla = text.partition("## SLA and business hours")[2].partition("\n## ")[0]
+    for name in re.findall(r"`(cx_[a-z0-9_]+)`", sla):
+        metrics.setdefault(name, "gauge")
+    return {**metrics, **WHOLE_SHOP_EXTRAS} if metrics else metrics
 
 
 def base_metric(name: str, contract: dict[str, str]) -> str:

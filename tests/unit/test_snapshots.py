@@ -115,6 +115,10 @@ def test_an_idle_partition_still_writes_a_full_checkpoint_every_interval():
     assert later is not None and later.full and later.seq == 2
 
 
+def nonzero(totals: dict) -> dict:
+    return {series: amount for series, amount in totals.items() if amount}
+
+
 def test_a_view_started_from_a_snapshot_equals_one_that_read_the_whole_log():
     _, tickets = run_log("tickets", hours=3)
     _, carts = run_log("carts", hours=3)
@@ -139,7 +143,8 @@ def test_a_view_started_from_a_snapshot_equals_one_that_read_the_whole_log():
 
     assert started.applied == whole.applied and started.positions == whole.positions
     assert started.ledger.applied == whole.ledger.applied
-    assert dict(started.totals) == dict(whole.totals)
+    # a snapshot leaves out totals that came back to 0 (an at-risk count, a backlog)
+    assert nonzero(started.totals) == nonzero(whole.totals)
     assert sorted(started.store.series()) == sorted(whole.store.series())
     for series in whole.store.series():
         for spec in whole.specs:
