@@ -231,6 +231,13 @@ class OrderHandler:
     ) -> float | None:
         """Decide the promises that are due; returns when the next one is (None: none left)."""
         pending = [s for s in order.promises_in_force() if s[1] not in order.decided]
+        delivered = order.delivered_at
+        if delivered is not None:  # delivered by a promise: that promise can never be late
+            kept = [s for s in pending if delivered > s[1]]
+            if len(kept) < len(pending):
+                order.decided.extend(s[1] for s in pending if delivered <= s[1])
+                self._changed.add(order_id)
+            pending = kept
         if not pending:
             return None
         if now - order.last_arrival < self.quiet:
