@@ -26,6 +26,8 @@ _JSON_KIND: dict[type, str] = {
     bool: "boolean",
     type(None): "null",
 }
+_validate_event = EVENT_ADAPTER.validator.validate_python
+"""The core validator itself: `TypeAdapter.validate_python`'s wrapper cost ~0.5 µs per event."""
 _TIMESTAMP_ERRORS = frozenset({"invalid_timestamp", "timezone_aware", "datetime_type"})
 # pydantic error types whose message names only the rule, never the offending input value.
 _SAFE_MESSAGES = frozenset(
@@ -149,7 +151,7 @@ def decode_record(
     if containers > max_depth and _exceeds_depth(obj, max_depth):
         raise EventRejected("too_deep", f"value nests deeper than {max_depth} levels")
     try:
-        event: Event = EVENT_ADAPTER.validate_python(obj)
+        event: Event = _validate_event(obj)
     except ValidationError as exc:
         raise _validation_rejection(exc, obj) from None
     event_topic = TOPIC_OF_EVENT_TYPE[event.event_type]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.fields import SchemaVersion, Timestamp, enum_parser
+from schemas.fields import LaxEnum, SchemaVersion, Timestamp
 
 
 class Channel(StrEnum):
@@ -23,7 +23,7 @@ class Channel(StrEnum):
     SOCIAL = "social"
 
 
-ChannelField = Annotated[Channel, BeforeValidator(enum_parser(Channel))]
+ChannelField = Annotated[Channel, LaxEnum]
 
 
 class Envelope(BaseModel):

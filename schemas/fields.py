@@ -1,22 +1,25 @@
 """Strict field types shared by all event models.
 
 Events are parsed with orjson and then validated in pydantic's strict *python* mode, which would
-reject every JSON string for a datetime, Decimal or enum field. The validators below turn exactly
+reject every JSON string for a datetime, Decimal or enum field. The types below turn exactly
 the accepted wire forms into those objects and reject everything else, so no lax coercion (bool as
 int, "5" as 5, naive or epoch timestamps) slips through.
+
+Timestamps, schema versions and enums are checked by pydantic-core itself (Rust): a Python
+validator per field cost ~1.5 µs per event, a fifth of validation. Only amounts keep a Python
+validator (cached: prices repeat).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BeforeValidator, Field, WithJsonSchema
-from pydantic_core import PydanticCustomError
+from pydantic import BeforeValidator, Field, GetPydanticSchema, Strict, WithJsonSchema
+from pydantic_core import CoreSchema, PydanticCustomError
+from pydantic_core import core_schema as cs
 
 # ASCII classes on purpose: `\d` would also match non-ASCII digits.
 RFC3339_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
@@ -28,6 +31,7 @@ _MAX_AMOUNT_DECIMAL = Decimal(MAX_AMOUNT)
 # fullmatch on the anchor-less body: Python's `$` would also match before a trailing newline.
 _RFC3339 = re.compile(RFC3339_PATTERN[1:-1])
 _DECIMAL = re.compile(DECIMAL_PATTERN[1:-1])
+TIMESTAMP_MESSAGE = "must be an RFC 3339 timestamp with an explicit offset (Z or +hh:mm)"
 
 
 def _parse_timestamp(value: Any) -> Any:
@@ -42,9 +46,7 @@ def _parse_timestamp(value: Any) -> Any:
                 pass
     elif isinstance(value, datetime):
         return value  # AwareDatetime then rejects a naive one
-    raise PydanticCustomError(
-        "invalid_timestamp", "must be an RFC 3339 timestamp with an explicit offset (Z or +hh:mm)"
-    )
+    raise PydanticCustomError("invalid_timestamp", TIMESTAMP_MESSAGE)
 
 
 _DECIMAL_CACHES: dict[type, dict[Any, Decimal]] = {str: {}, float: {}, int: {}}
@@ -94,38 +96,53 @@ def _parse_decimal_uncached(value: Any) -> Decimal:
     return result
 
 
-def _check_schema_version(value: Any) -> Any:
-    """Separate 'not an integer' from 'a version this code does not know' (a distinct reason)."""
-    if type(value) is not int:
-        raise PydanticCustomError("int_type", "must be an integer")
-    if value != 1:
-        raise PydanticCustomError(
-            "unsupported_schema_version", "only schema_version 1 is supported"
-        )
-    return value
+def _native(schema: CoreSchema) -> GetPydanticSchema:
+    """Use a hand-built pydantic-core schema for a field type (JSON schema given separately)."""
+    return GetPydanticSchema(lambda _source, _handler: schema)
 
 
-E = TypeVar("E", bound=StrEnum)
+_TIMESTAMP_SCHEMA = cs.union_schema(
+    [
+        # Fast path, all in Rust: the RFC 3339 shape, then speedate reads it (aware only).
+        cs.chain_schema(
+            [
+                cs.str_schema(
+                    strict=True, max_length=MAX_TIMESTAMP_LENGTH, pattern=RFC3339_PATTERN
+                ),
+                cs.datetime_schema(strict=False, tz_constraint="aware"),
+            ]
+        ),
+        # What speedate refuses but fromisoformat reads (e.g. offset minutes 60-99), and aware
+        # datetimes from Python code: the accepted set stays exactly what it was.
+        cs.no_info_before_validator_function(
+            _parse_timestamp, cs.datetime_schema(strict=True, tz_constraint="aware")
+        ),
+    ],
+    mode="left_to_right",
+    custom_error_type="invalid_timestamp",
+    custom_error_message=TIMESTAMP_MESSAGE,
+)
+
+_SCHEMA_VERSION_SCHEMA = cs.chain_schema(
+    [
+        cs.int_schema(strict=True),  # not an integer (bool, 1.0, "1"): a distinct reason
+        cs.custom_error_schema(
+            cs.literal_schema([1]),
+            custom_error_type="unsupported_schema_version",
+            custom_error_message="only schema_version 1 is supported",
+        ),
+    ]
+)
 
 
-def enum_parser(enum_cls: type[E]) -> Callable[[Any], E]:
-    """Map an exact string value to its member; strict mode alone would demand enum instances."""
-    members: dict[str, E] = {member.value: member for member in enum_cls}
-    expected = ", ".join(repr(name) for name in members)
-
-    def parse(value: Any) -> E:
-        if isinstance(value, str):
-            member = members.get(value)
-            if member is not None:
-                return member
-        raise PydanticCustomError("enum", "must be one of {expected}", {"expected": expected})
-
-    return parse
+LaxEnum = Strict(False)
+"""On an enum field: accept the exact member value (a JSON string), natively. Lax mode adds
+nothing else for a str enum fed by orjson: 'WEB', 1, true and null are still rejected."""
 
 
 Timestamp = Annotated[
-    AwareDatetime,
-    BeforeValidator(_parse_timestamp),
+    datetime,
+    _native(_TIMESTAMP_SCHEMA),
     WithJsonSchema(
         {
             "type": "string",
@@ -162,7 +179,9 @@ AMOUNT_NOTE = (
     " 15 significant digits matter."
 )
 
-SchemaVersion = Annotated[Literal[1], BeforeValidator(_check_schema_version)]
+SchemaVersion = Annotated[
+    Literal[1], _native(_SCHEMA_VERSION_SCHEMA), WithJsonSchema({"const": 1, "type": "integer"})
+]
 
 EntityId = Annotated[str, Field(min_length=1, max_length=256)]
 Currency = Annotated[

@@ -5,11 +5,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from schemas.envelope import Envelope
-from schemas.fields import EntityId, ShortText, enum_parser
+from schemas.fields import EntityId, LaxEnum, ShortText
 
 TOPIC = "surveys"
 KEY = "response_id"
@@ -30,7 +30,7 @@ SCORE_RANGES: dict[SurveyKind, tuple[int, int]] = {
 }
 
 
-SurveyKindField = Annotated[SurveyKind, BeforeValidator(enum_parser(SurveyKind))]
+SurveyKindField = Annotated[SurveyKind, LaxEnum]
 
 
 def _score_range_schema(schema: dict[str, Any]) -> None:

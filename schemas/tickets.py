@@ -5,10 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import Field
 
 from schemas.envelope import Envelope
-from schemas.fields import EntityId, ShortText, enum_parser
+from schemas.fields import EntityId, LaxEnum, ShortText
 
 TOPIC = "tickets"
 KEY = "ticket_id"
@@ -25,7 +25,7 @@ class Priority(StrEnum):
     URGENT = "urgent"
 
 
-PriorityField = Annotated[Priority, BeforeValidator(enum_parser(Priority))]
+PriorityField = Annotated[Priority, LaxEnum]
 
 
 class TicketOpened(Envelope):

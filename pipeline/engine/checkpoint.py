@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from pipeline.aggregates.delta import Delta
+from pipeline.engine.dedupe import ID_HASH, LEGACY_ID_HASH
 
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (2, 3)
@@ -33,6 +34,8 @@ class Checkpoint:
     written_at: float
     delta: Delta = field(default_factory=Delta)
     ids: dict[str, str] = field(default_factory=dict)
+    id_hash: str = ID_HASH
+    """Which hash ``ids`` hold; checkpoints from before the tag hold :data:`LEGACY_ID_HASH`."""
     state: dict[str, Any] = field(default_factory=dict)
     pending: list[list[Any]] = field(default_factory=list)
     link_offset: int | None = None
@@ -84,7 +87,12 @@ class Checkpoint:
         }
         if self.repartition_offset is not None:
             head["rp"] = self.repartition_offset
-        tail = {"ids": self.ids, "pending": self.pending, "links": self.link_offset}
+        tail = {
+            "ids": self.ids,
+            "idh": self.id_hash,
+            "pending": self.pending,
+            "links": self.link_offset,
+        }
         if self.origins:
             tail["origins"] = self.origins
         if self.held:
@@ -115,6 +123,7 @@ class Checkpoint:
             tail_bytes, _, state_bytes = rest.partition(b"\n")
             tail = orjson.loads(tail_bytes)
             checkpoint.ids = tail["ids"]
+            checkpoint.id_hash = tail.get("idh", LEGACY_ID_HASH)
             checkpoint.pending = tail["pending"]
             checkpoint.link_offset = tail["links"]
             checkpoint.origins = tail.get("origins", {})

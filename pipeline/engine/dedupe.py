@@ -14,11 +14,30 @@ import hashlib
 from array import array
 from collections.abc import Iterator
 
+import xxhash
+
 MINUTE = 60
+
+ID_HASH = "xxh3"
+"""Tag of :func:`id_hash` in checkpoints; ids of checkpoints without one are :data:`LEGACY_ID_HASH`."""
+LEGACY_ID_HASH = "blake2b"
+
+_xxh3_64 = xxhash.xxh3_64_intdigest
 
 
 def id_hash(event_id: str) -> int:
-    """Stable 64-bit hash (collision odds ~n²/2⁶⁵: negligible at 10⁸ ids)."""
+    """Stable 64-bit XXH3 of the UTF-8 id, ~0.1 µs (blake2b took ~0.8 µs).
+
+    Event ids are chosen by our own producers, not by an adversary who gains by a collision (a
+    collision only drops one event as a duplicate), so a fast non-cryptographic hash with good
+    dispersion is enough: XXH3 passes SMHasher, and 64 bits give collision odds ~n²/2⁶⁵ among the
+    n ids inside the dedupe horizon (~3·10⁻⁶ at 10⁷ ids).
+    """
+    return _xxh3_64(event_id.encode())
+
+
+def legacy_id_hash(event_id: str) -> int:
+    """The blake2b hash of checkpoints written before :data:`ID_HASH` was tagged."""
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
 
 

@@ -30,17 +30,21 @@ class Held:
     value: bytes
     event: Any = None
     """The decoded event (None after a restore: decoded again at release)."""
+    wire: list[Any] | None = None
+    """:meth:`to_wire`, kept: a held event rides in every checkpoint until released, and
+    re-encoding the whole list each flush was a round-robin producer's main checkpoint cost."""
 
     def to_wire(self) -> list[Any]:
-        key = None if self.key is None else base64.b64encode(self.key).decode()
-        return [self.time, self.seq, self.arrival, key, self.value.decode()]
+        if self.wire is None:
+            key = None if self.key is None else base64.b64encode(self.key).decode()
+            self.wire = [self.time, self.seq, self.arrival, key, self.value.decode()]
+        return self.wire
 
     @classmethod
     def from_wire(cls, data: list[Any]) -> Held:
         time, seq, arrival, key, value = data
-        return cls(
-            time, seq, arrival, None if key is None else base64.b64decode(key), value.encode()
-        )
+        key_bytes = None if key is None else base64.b64decode(key)
+        return cls(time, seq, arrival, key_bytes, value.encode(), wire=data)
 
 
 class HoldBack:

@@ -15,7 +15,7 @@ from typing import Any
 from pipeline.aggregates.observations import Observations
 from pipeline.domain.handler import DomainHandler
 from pipeline.engine.checkpoint import Checkpoint, SequenceLedger
-from pipeline.engine.dedupe import IdStore, id_hash
+from pipeline.engine.dedupe import ID_HASH, IdStore, id_hash, legacy_id_hash
 from pipeline.engine.holdback import Held, HoldBack
 from pipeline.engine.links import decode_link
 from pipeline.engine.placement import (
@@ -78,6 +78,8 @@ class PartitionProcessor:
         self.origins = OriginLedger()
         self._forwards_moved = False
         self.ids = IdStore(settings.effective_dedupe_horizon)
+        self.legacy_ids: IdStore | None = None
+        """Ids restored from checkpoints hashed the old way; gone once they leave the horizon."""
         self.out = Observations()
         self.rejected: list[Rejection] = []
         self.next_offset: int | None = None
@@ -168,7 +170,7 @@ class PartitionProcessor:
             self.out.count("rejected", (self.topic_name, rejected.reason))
             return
         hashed = id_hash(event.event_id)
-        if self.ids.seen(hashed):
+        if self.ids.seen(hashed) or self._seen_legacy(event.event_id):
             self.out.count("duplicate", (self.topic_name,))
             return
         time = event.ts
@@ -182,6 +184,25 @@ class PartitionProcessor:
             self.holdback.hold(time, now, key, value, event)
             return
         self.handler.handle(event, self.out)
+
+    def _seen_legacy(self, event_id: str) -> bool:
+        legacy = self.legacy_ids
+        return legacy is not None and legacy.seen(legacy_id_hash(event_id))
+
+    def _restore_ids(self, checkpoint: Checkpoint, now: float) -> None:
+        if checkpoint.id_hash == ID_HASH:
+            self.ids.restore(checkpoint.ids, now)
+            return
+        if self.legacy_ids is None:
+            self.legacy_ids = IdStore(self.ids.horizon)
+        self.legacy_ids.restore(checkpoint.ids, now)
+
+    def _expire_ids(self, now: float) -> None:
+        self.ids.expire(now)
+        if self.legacy_ids is not None:
+            self.legacy_ids.expire(now)
+            if not self.legacy_ids:
+                self.legacy_ids = None  # back to one hash per event
 
     def _release(self, settled: float) -> None:
         """Hand held events to the handler once their topic is settled (engine/holdback)."""
@@ -275,7 +296,7 @@ class PartitionProcessor:
             full=full,
         )
         self._links_moved = self._forwards_moved = False
-        self.ids.expire(now)
+        self._expire_ids(now)
         return checkpoint
 
     def restore(self, checkpoints: Sequence[Checkpoint], now: float) -> None:
@@ -294,7 +315,7 @@ class PartitionProcessor:
         admitted = [c for c in checkpoints if ledger.admit(c)]
         last_full = max((i for i, c in enumerate(admitted) if c.full), default=0)
         for i, checkpoint in enumerate(admitted):
-            self.ids.restore(checkpoint.ids, now)
+            self._restore_ids(checkpoint, now)
             if i >= last_full:
                 self.handler.restore(checkpoint.entity_state())
             if checkpoint.full:
@@ -309,4 +330,4 @@ class PartitionProcessor:
                 self.repartition_offset = checkpoint.repartition_offset
             self.origins.restore(checkpoint.origins)
             yield
-        self.ids.expire(now)
+        self._expire_ids(now)

@@ -67,6 +67,8 @@ class View:
         self.totals: defaultdict[Series, int | Decimal] = defaultdict(int)
         self.ledger = SequenceLedger()
         self.applied = 0
+        self.version = 0
+        """Changes whenever the content may have: apply, expire, snapshot load (for caches)."""
         self.last_written_at = 0.0
         self.positions: dict[int, int] = {}
         """Checkpoint-log partition -> next offset to read: where this state stands."""
@@ -96,6 +98,7 @@ class View:
         for series, amount in checkpoint.delta.totals.items():
             self.totals[series] += amount
         self.applied += 1
+        self.version += 1
         self.last_written_at = max(self.last_written_at, checkpoint.written_at)
         return True
 
@@ -117,6 +120,7 @@ class View:
 
     def expire(self, now: float) -> None:
         self.store.expire(now)
+        self.version += 1
         oldest = self._oldest_recovery_minute(now)
         for entry in self.index.values():
             entry.prune(oldest)
@@ -181,6 +185,7 @@ class View:
             fresh._fill(body)
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"malformed view snapshot: {error!r}") from None
+        fresh.version = self.version + 1
         self.__dict__.update(fresh.__dict__)
 
     def _fill(self, body: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from prometheus_client import (
 )
 
 from pipeline.engine.view import View
-from pipeline.http.view_metrics import ViewCollector
+from pipeline.http.view_metrics import ViewExposition
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,8 @@ class MetricsServer:
         self.settings = settings
         self.health = health
         self.ready = ready
-        health.registry.register(ViewCollector(view, clock, ready))
+        self.view_text = ViewExposition(view, clock, ready)
+        """Rendered after the health registry, as the last collector of the same output."""
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -112,7 +113,7 @@ class MetricsServer:
             self._runner = None
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.health.registry)
+        body = generate_latest(self.health.registry) + self.view_text.text()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, request: web.Request) -> web.Response:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pipeline.aggregates.windows import window_specs
 from pipeline.domain.surveys import SurveyHandler, nps_category
 from pipeline.engine.checkpoint import Checkpoint, SequenceLedger
-from pipeline.engine.dedupe import IdStore, id_hash
+from pipeline.engine.dedupe import IdStore, id_hash, legacy_id_hash
 from pipeline.engine.partition import PartitionProcessor
 from pipeline.engine.view import View
 from pipeline.settings import Settings
@@ -175,6 +175,37 @@ def test_id_store_forgets_after_horizon_and_round_trips():
     copy = IdStore(horizon=3600)
     copy.restore(packed, NOW)
     assert not copy.seen(old) and copy.seen(new) and len(copy) == 1
+
+
+def _untagged_blake2b_checkpoint(proc: PartitionProcessor, event_ids: list[str]) -> bytes:
+    """What a worker before the ``idh`` tag wrote: blake2b ids, no tag in the second line."""
+    checkpoint = proc.take_checkpoint(NOW)
+    assert checkpoint is not None
+    legacy = IdStore(horizon=SETTINGS.effective_dedupe_horizon)
+    for event_id in event_ids:
+        legacy.add(legacy_id_hash(event_id), NOW - 10)
+    checkpoint.ids = legacy.take_added()
+    head, tail, state = checkpoint.encode().split(b"\n")
+    old_tail = orjson.loads(tail)
+    del old_tail["idh"]
+    return b"\n".join((head, orjson.dumps(old_tail), state))
+
+
+def test_checkpoints_from_before_the_hash_tag_still_dedupe_after_restore():
+    ids = ["old-1", "old-2"]
+    records = [survey_record(NOW - 10, event_id=event_id) for event_id in ids]
+    proc = processor()
+    feed(proc, records)
+    wire = _untagged_blake2b_checkpoint(proc, ids)
+    restored = processor()
+    restored.restore([Checkpoint.decode(wire)], NOW)
+    feed(restored, [*records, survey_record(NOW - 5, event_id="new-1")], start_offset=2)
+    checkpoint = restored.take_checkpoint(NOW)
+    assert checkpoint is not None and checkpoint.id_hash == "xxh3"
+    assert checkpoint.delta.totals[("duplicate", ("cx.surveys",))] == 2
+    assert restored.ids.seen(id_hash("new-1")) and not restored.ids.seen(id_hash("old-1"))
+    restored.take_checkpoint(NOW + SETTINGS.effective_dedupe_horizon + 120)
+    assert restored.legacy_ids is None  # past the horizon: one hash per event again
 
 
 @pytest.mark.parametrize("text", ["5m,1h,24h", "24h,5m"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -9,9 +10,10 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
 
 from schemas import KEY_FIELD, REJECT_REASONS, TOPIC_OF_EVENT_TYPE, EventRejected, decode_record
-from schemas.fields import DECIMAL_PATTERN, RFC3339_PATTERN
+from schemas.fields import DECIMAL_PATTERN, RFC3339_PATTERN, Timestamp
 from tests.strategies import json_values, texts, to_record, valid_event_dicts
 
 # Later than any generated occurred_at (strategies default to before 2025).
@@ -188,3 +190,35 @@ def test_any_amount_only_rejects(amount: Any) -> None:
     outcome = decode_or_reject("orders", b"o", orjson.dumps(data))
     if not isinstance(outcome, EventRejected):
         assert outcome.amount.is_finite() and 0 <= outcome.amount <= 10**15
+
+
+_TIMESTAMP = TypeAdapter(Timestamp)
+_RFC3339_SHAPE = re.compile(RFC3339_PATTERN[1:-1])
+
+
+def _timestamp_oracle(text: str) -> datetime | None:
+    """The rule as written: the RFC 3339 shape, then whatever `fromisoformat` can hold."""
+    if len(text) > 64 or not _RFC3339_SHAPE.fullmatch(text):
+        return None
+    try:
+        return datetime.fromisoformat(text.upper())
+    except ValueError:
+        return None
+
+
+@FUZZ
+@given(
+    text=st.from_regex(RFC3339_PATTERN)
+    | st.from_regex(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[+-][0-9]{2}:[0-9]{2}$")
+    | st.text(max_size=40)
+)
+def test_native_timestamp_accepts_exactly_what_the_rule_accepts(text: str) -> None:
+    expected = _timestamp_oracle(text)
+    try:
+        got = _TIMESTAMP.validate_python(text, strict=True)
+    except ValidationError as exc:
+        assert expected is None, text
+        assert [e["type"] for e in exc.errors()] == ["invalid_timestamp"]
+        return
+    assert expected is not None, text
+    assert got == expected and got.utcoffset() == expected.utcoffset()
