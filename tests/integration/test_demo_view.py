@@ -68,6 +68,14 @@ def ttr_line(text: str) -> str:
     return next(line for line in text.splitlines() if re.search(r"TTR p90\s", line))
 
 
+def p90(sections: list[Section]) -> float:
+    """The Support section's headline TTR p90."""
+    support = next(s for s in sections if s.title == "Support")
+    value = support.lines[0].value
+    assert value is not None
+    return value
+
+
 async def wait_for_numbers(demo: DemoStack, screen: DemoScreen) -> list[Section]:
     """Refresh like the live loop until every section has numbers and tickets resolved."""
     deadline = time.monotonic() + DEADLINE
@@ -103,6 +111,12 @@ async def test_every_section_has_numbers_and_a_ttr_spike_shows(broker, unique_na
             wait_for_numbers(calm, calm_screen), wait_for_numbers(spiky, spiky_screen)
         )
         texts = {width: text_of(calm_sections, calm_screen, width) for width in (150, 80)}
+        # the history's resolutions keep arriving (ticket events are applied once their topic
+        # settled): the spike must show within the deadline, not necessarily at first numbers
+        deadline = time.monotonic() + DEADLINE
+        while p90(spiky_sections) <= 3 * p90(calm_sections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            spiky_sections = spiky_screen.refresh(spiky.families(), time.time())
         spiky_text = text_of(spiky_sections, spiky_screen, 150)
 
     for width, text in texts.items():
@@ -115,12 +129,6 @@ async def test_every_section_has_numbers_and_a_ttr_spike_shows(broker, unique_na
             for title, following in zip(titles, [*titles[1:], "end"], strict=True):
                 block = text[text.index(title) : text.index(following, text.index(title))]
                 assert re.search(r"\d", block), f"{title} has no number at width 80:\n{block}"
-
-    def p90(sections: list[Section]) -> float:
-        support = next(s for s in sections if s.title == "Support")
-        value = support.lines[0].value
-        assert value is not None
-        return value
 
     calm_p90, spiky_p90 = p90(calm_sections), p90(spiky_sections)
     assert spiky_p90 > 3 * calm_p90, (calm_p90, spiky_p90)

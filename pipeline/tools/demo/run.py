@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.live import Live
 
 from pipeline.aggregates.windows import format_window
+from pipeline.http.view_metrics import ViewCollector
 from pipeline.kafka.clients import bounded_shutdown
 from pipeline.settings import Settings
 from pipeline.tools.demo.keys import key_commands
@@ -75,8 +76,10 @@ class DemoStack:
         return [spec.name for spec in self.worker.view.specs]
 
     def families(self) -> list[Metric]:
-        """What a scrape of this worker's /metrics returns, as metric families."""
-        return list(self.worker.health.registry.collect())
+        """What a scrape of this worker's /metrics returns, as metric families: the health
+        registry, then the view's families (the server renders those as text after it)."""
+        view = ViewCollector(self.worker.view, self.worker.clock, self.worker.is_ready)
+        return [*self.worker.health.registry.collect(), *view.collect()]
 
     def finished(self) -> bool:
         return any(
