@@ -197,7 +197,9 @@ def _drain_figures(drain: _Drain, poll: float) -> dict[str, Any]:
     else:  # everything arrived in the first checkpoints (tiny runs): from assignment instead
         headline = expected / from_assigned
         cpu_from, cpu_events, cpu_wall = assigned, expected, from_assigned
-    cpu_seconds = done.cpu - cpu_from.cpu
+    # a tiny run can be assigned and done within one poll, below the CPU clock's 10 ms tick:
+    # then count the worker's CPU since it started (start-up included; smoke runs only)
+    cpu_seconds = done.cpu - cpu_from.cpu if done.cpu > cpu_from.cpu else done.cpu
     return {
         "workers": len(drain.workers),
         "events": expected,
