@@ -25,7 +25,6 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -33,9 +32,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from pipeline.aggregates.observations import Observations
 from pipeline.domain.reading import MetricView, WindowReader, gauge
+from pipeline.domain.signalling import emit_signal, rfc3339
 from pipeline.domain.sla_policy import KINDS, PRIORITIES, SlaPolicy
 from pipeline.domain.sla_timers import ArmedTimer, SlaTimers
-from schemas.signals import signal_id
 
 FIRST_RESPONSE, RESOLUTION = KINDS
 MET, BREACHED, NO_OBSERVATION = "m", "b", "n"
@@ -73,11 +72,6 @@ class SlaTicket(Protocol):
     opened_at: float | None
     sla: TicketSla | None
     arrived: float
-
-
-def rfc3339(ts: float) -> str:
-    """Epoch seconds as RFC 3339 in UTC: the same fact always serialises the same."""
-    return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 class SlaTracker:
@@ -158,20 +152,18 @@ class SlaTracker:
         sla.outcome[index] = BREACHED
         due_at = sla.due[index]
         out.observe("sla_breached", (ticket.channel, kind, sla.priority), due_at)
-        signal: dict[str, Any] = {
-            "signal_id": signal_id(BREACH_SIGNAL, ticket_id, kind),
-            "signal_type": BREACH_SIGNAL,
-            "occurred_at": rfc3339(due_at),
-            "channel": ticket.channel,
-            "schema_version": 1,
-            "ticket_id": ticket_id,
-            "kind": kind,
-            "priority": sla.priority,
-            "due_at": rfc3339(due_at),
-        }
-        if sla.customer_id is not None:
-            signal["customer_id"] = sla.customer_id
-        out.signal(ticket_id, signal)
+        emit_signal(
+            out,
+            BREACH_SIGNAL,
+            ticket_id,
+            occurred_at=due_at,
+            channel=ticket.channel,
+            customer_id=sla.customer_id,
+            fact=(kind,),
+            kind=kind,
+            priority=sla.priority,
+            due_at=rfc3339(due_at),
+        )
 
     def _business_duration(
         self, name: str, ticket: SlaTicket, time: float, out: Observations
