@@ -166,11 +166,7 @@ def _add_webhook_agent(
             policy,
             on_retry=lambda reason: metrics.retried.labels(**labels, reason=reason).inc(),
         )
-        if outcome.delivered:
-            metrics.delivered.labels(**labels).inc()
-            metrics.latency.labels(signal_type=signal_type).observe(time.time() - signal.ts)
-        else:
-            metrics.failed.labels(**labels, reason=outcome.reason).inc()
+        if not outcome.delivered:
             headers = error_headers(
                 outcome.reason or "",
                 outcome.detail,
@@ -182,6 +178,12 @@ def _add_webhook_agent(
                 await durable_set(caps, customer, previous)
         outcome_name = "delivered" if outcome.delivered else "dead_letter"
         await durable_set(done, signal.signal_id, {"at": time.time(), "outcome": outcome_name})
+        # counted once the outcome is durable, so a counted delivery is never POSTed again
+        if outcome.delivered:
+            metrics.delivered.labels(**labels).inc()
+            metrics.latency.labels(signal_type=signal_type).observe(time.time() - signal.ts)
+        else:
+            metrics.failed.labels(**labels, reason=outcome.reason).inc()
 
     async def agent(stream: faust.StreamT) -> None:
         async with aiohttp.ClientSession() as session:

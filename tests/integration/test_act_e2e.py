@@ -363,6 +363,9 @@ def test_caps_hold_across_sigkill_and_restart(env: Env) -> None:
     first = abandoned("cart-1", customer="cust-cap")
     env.produce(first)
     env.wait_for(lambda: len(env.receiver.posts(first["signal_id"])) == 1, "the first reminder")
+    # SIGKILL once the delivery is durable: between the 2xx and that, a re-POST is allowed
+    delivered = {"signal_type": "cart.abandoned", "webhook": "reminders"}
+    env.wait_for(lambda: env.counter("cx_act_delivered_total", **delivered) == 1, "the done mark")
     env.act.kill()
     env.act.start()
     second = abandoned("cart-2", customer="cust-cap")  # same customer, other cart: capped
