@@ -31,6 +31,14 @@ Bootstrap = Annotated[
 MetricsPort = Annotated[
     int | None, typer.Option("--metrics-port", help="Port of /metrics (CX_METRICS_PORT).")
 ]
+SlaSpikeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--sla-spike",
+        help="A wave of urgent tickets answered too late (at risk, then breached), e.g. 20m or "
+        "+1m,30m:10x (10x the urgent rate).",
+    ),
+]
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -259,6 +267,7 @@ def simulate(
         str | None,
         typer.Option("--ttr-spike", help="Inject slow resolutions, e.g. 10m or +2m,10m:5x."),
     ] = None,
+    sla_spike: SlaSpikeOption = None,
     via: Annotated[
         Via,
         typer.Option(help="kafka: produce directly; http: POST batches to the collector at URL."),
@@ -270,14 +279,14 @@ def simulate(
     bootstrap: Bootstrap = None,
 ) -> None:
     """Produce realistic shop traffic (carts, orders, tickets, surveys) in real time."""
-    import time
-
-    from pipeline.tools.simulate import parse_ttr_spike
-
     settings = load_settings(bootstrap_servers=bootstrap)
     setup_logging(settings.log_level)
-    spike = parse_ttr_spike(ttr_spike, time.time()) if ttr_spike else None
-    options: dict[str, Any] = {"rate": rate, "duration": duration, "seed": seed, "ttr_spike": spike}
+    options: dict[str, Any] = {
+        "rate": rate,
+        "duration": duration,
+        "seed": seed,
+        **spikes("simulate", ttr_spike, sla_spike),
+    }
     if via is Via.http:
         if url is None:
             fail(
@@ -290,6 +299,26 @@ def simulate(
         if not settings.bootstrap_servers:
             fail("cxpipe simulate: no broker; pass --bootstrap or set CX_BOOTSTRAP_SERVERS")
         run_async(_simulate_kafka(settings, options))
+
+
+def spikes(command: str, ttr_spike: str | None, sla_spike: str | None) -> dict[str, Any]:
+    """``--ttr-spike`` and ``--sla-spike`` parsed from now, as ``run_live`` options; a bad one
+    exits with the parser's message."""
+    import time
+
+    from pipeline.tools.simulate import parse_sla_spike, parse_ttr_spike
+
+    now = time.time()
+    parsed: dict[str, Any] = {}
+    for option, text, parse in (
+        ("ttr_spike", ttr_spike, parse_ttr_spike),
+        ("sla_spike", sla_spike, parse_sla_spike),
+    ):
+        try:
+            parsed[option] = None if text is None else parse(text, now)
+        except ValueError as problem:
+            fail(f"cxpipe {command}: --{option.replace('_', '-')}: {problem}")
+    return parsed
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -348,6 +377,7 @@ def demo(
         str | None,
         typer.Option("--ttr-spike", help="Slow resolutions to watch, e.g. +1m,10m:6x."),
     ] = None,
+    sla_spike: SlaSpikeOption = None,
     window: Annotated[
         str | None,
         typer.Option(help="Window shown first, e.g. 5m, 1h, 24h (key w cycles them)."),
@@ -366,10 +396,7 @@ def demo(
     ] = 3600.0,
 ) -> None:
     """Broker + worker + simulator in one command, with a live view of every metric."""
-    import time
-
     from pipeline.tools.demo import run_demo, window_names
-    from pipeline.tools.simulate import parse_ttr_spike
 
     settings = load_settings(bootstrap_servers=bootstrap, metrics_port=metrics_port)
     setup_logging("WARNING" if live_view else settings.log_level)
@@ -380,12 +407,7 @@ def demo(
             err=True,
         )
         raise typer.Exit(2)
-    if ttr_spike is not None:
-        try:
-            parse_ttr_spike(ttr_spike, time.time())
-        except ValueError as problem:
-            typer.echo(f"cxpipe demo: --ttr-spike: {problem}", err=True)
-            raise typer.Exit(2) from None
+    spikes("demo", ttr_spike, sla_spike)  # checked now, parsed again once the stack runs
     refuse_bad_sla_policy(settings)
 
     async def main() -> None:
@@ -396,6 +418,7 @@ def demo(
                 rate=rate,
                 duration=duration,
                 ttr_spike=ttr_spike,
+                sla_spike=sla_spike,
                 live_view=live_view,
                 history=history,
                 window=window,

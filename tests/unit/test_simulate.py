@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
+import re
 import statistics
 import time
 from collections import Counter, defaultdict
@@ -18,7 +20,9 @@ from pipeline.tools.simulate import (
     DIURNAL_PROFILE,
     ShopSimulator,
     SimEvent,
+    SlaSpike,
     TtrSpike,
+    parse_sla_spike,
     parse_ttr_spike,
     produce,
     run_live,
@@ -372,6 +376,76 @@ def test_ttr_spike_multiplies_observed_p90() -> None:
     assert _p90(after) < 2 * baseline
 
 
+# CONTRACT.md "SLA and business hours", default policy (calendar time): urgent targets.
+URGENT_FIRST_RESPONSE = 900.0
+URGENT_RESOLUTION = 14400.0
+
+
+def _urgent_tickets(events: list[SimEvent]) -> dict[str, dict[str, float]]:
+    """Per urgent ticket: "opened", and the first "replied" / "resolved" if they came."""
+    tickets: dict[str, dict[str, float]] = {}
+    for event in events:
+        kind = event.value["event_type"]
+        if kind == "ticket.opened" and event.value["priority"] == "urgent":
+            tickets[event.key] = {"opened": event.time}
+        elif event.key in tickets:
+            field = {"ticket.agent_replied": "replied", "ticket.resolved": "resolved"}.get(kind)
+            if field is not None:
+                tickets[event.key].setdefault(field, event.time)
+    return tickets
+
+
+def _at_risk_first_response(tickets: dict[str, dict[str, float]], now: float) -> int:
+    """Urgent tickets whose first response is due within the hour, not passed, not yet given
+    (nor made moot by a resolution): the contract's at-risk count for kind first_response."""
+    return sum(
+        1
+        for t in tickets.values()
+        if t["opened"] <= now <= t["opened"] + URGENT_FIRST_RESPONSE <= now + HOUR
+        and t.get("replied", math.inf) > now
+        and t.get("resolved", math.inf) > now
+    )
+
+
+def test_sla_spike_makes_urgent_tickets_miss_both_targets() -> None:
+    """Inside the spike urgent tickets come ~factor x as often and every one of them misses its
+    first response and resolution targets; outside it they are as usual."""
+    spike = SlaSpike(start=MIDNIGHT + 12 * HOUR, duration=HOUR, factor=10)
+    until = spike.end + 10 * HOUR  # every spike ticket resolved
+
+    def run(sla_spike: SlaSpike | None) -> list[SimEvent]:
+        simulator = ShopSimulator(
+            rate=2, seed=31, start=MIDNIGHT + 6 * HOUR, sla_spike=sla_spike, ttr_median=1200
+        )
+        return simulator.events_until(until)
+
+    spiked, control = _urgent_tickets(run(spike)), _urgent_tickets(run(None))
+    assert _urgent_tickets(run(spike)) == spiked  # deterministic with a seed
+
+    def opened_in(tickets: dict[str, dict[str, float]], start: float, end: float) -> list[dict]:
+        return [t for t in tickets.values() if start <= t["opened"] <= end]
+
+    inside = opened_in(spiked, spike.start, spike.end)
+    normal = len(opened_in(control, spike.start, spike.end))
+    assert normal >= 3  # ~7 % of ~70 tickets an hour
+    assert len(inside) >= 0.5 * spike.factor * normal and len(inside) >= 40, (len(inside), normal)
+    for ticket in inside:
+        assert ticket["resolved"] > ticket["opened"] + URGENT_RESOLUTION, ticket
+        assert ticket.get("replied", math.inf) > ticket["opened"] + URGENT_FIRST_RESPONSE, ticket
+    replied = [t for t in inside if "replied" in t]
+    assert len(replied) >= 0.8 * len(inside)  # slow, not silent: most still get a reply
+    # At risk (first response) through the spike: the alert's >= 5 urgent tickets, many times.
+    quarter_hours = [spike.start + 900 * (i + 1) for i in range(4)]
+    assert all(_at_risk_first_response(spiked, t) >= 5 for t in quarter_hours)
+    assert all(_at_risk_first_response(control, t) < 5 for t in quarter_hours)
+    # Outside the spike urgent tickets keep their normal pace: most first replies in time.
+    after = opened_in(spiked, spike.end + 1, spike.end + 6 * HOUR)
+    in_time = [
+        t for t in after if t.get("replied", math.inf) <= t["opened"] + URGENT_FIRST_RESPONSE
+    ]
+    assert len(after) >= 10 and len(in_time) >= 0.5 * len(after)
+
+
 def test_memory_stays_bounded() -> None:
     simulator = ShopSimulator(rate=0.5, seed=2, start=MIDNIGHT)
     pending = []
@@ -416,6 +490,29 @@ def test_parse_ttr_spike_rejects(text: str) -> None:
         parse_ttr_spike(text, 0.0)
 
 
+@pytest.mark.parametrize(
+    ("text", "offset", "duration", "factor"),
+    [("20m", 0, 1200, 10), ("+1m,30m:4x", 60, 1800, 4), ("1h:2.5", 0, 3600, 2.5)],
+)
+def test_parse_sla_spike(text: str, offset: float, duration: float, factor: float) -> None:
+    assert parse_sla_spike(text, 1000.0) == SlaSpike(1000.0 + offset, duration, factor)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("", r"use \[\+OFFSET,\]DURATION\[:FACTORx\]"),
+        ("10m:1x", "factor must be > 1"),
+        ("0s", "duration must be > 0"),
+        ("+2m,", "use"),
+        ("soon", "not a duration: 'soon'"),
+    ],
+)
+def test_parse_sla_spike_errors_name_the_spike_and_the_problem(text: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=f"^not a valid SLA spike: '{re.escape(text)}'.*{problem}"):
+        parse_sla_spike(text, 0.0)
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="rate"):
         ShopSimulator(rate=0, start=MIDNIGHT)
@@ -423,6 +520,8 @@ def test_bad_arguments() -> None:
         ShopSimulator(rate=1, start=MIDNIGHT, channel_weights={"fax": 1.0})
     with pytest.raises(ValueError, match="factor"):
         TtrSpike(start=0, duration=60, factor=1)
+    with pytest.raises(ValueError, match="SLA spike duration"):
+        SlaSpike(start=0, duration=0)
 
 
 # --- Kafka -------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from pipeline.settings import Settings
 from pipeline.tools.demo.keys import key_commands
 from pipeline.tools.demo.render import plain_summary, render_view
 from pipeline.tools.demo.screen import DemoScreen
-from pipeline.tools.simulate import TtrSpike, parse_ttr_spike, run_live
+from pipeline.tools.simulate import SlaSpike, TtrSpike, parse_sla_spike, parse_ttr_spike, run_live
 from pipeline.worker.service import Worker
 
 REFRESH = 1.0
@@ -52,12 +52,14 @@ class DemoStack:
         duration: float | None,
         history: float,
         spike: TtrSpike | None = None,
+        sla_spike: SlaSpike | None = None,
         seed: int | None = None,
         ttr_median: float = DEMO_TTR_MEDIAN,
     ) -> None:
         self.settings = settings
         self.worker = Worker(settings)
         self.spike = spike
+        self.sla_spike = sla_spike
         self.sent = 0
         self.started = time.time()
         self._simulation = dict(
@@ -99,6 +101,7 @@ class DemoStack:
                 self._producer,
                 topic_prefix=self.settings.topic_prefix,
                 ttr_spike=self.spike,
+                sla_spike=self.sla_spike,
                 on_batch=self._count,
                 **self._simulation,  # type: ignore[arg-type]
             )
@@ -142,8 +145,7 @@ def header(stack: DemoStack, screen: DemoScreen, keys: bool, now: float) -> str:
         f"simulated {stack.sent:,} events",
         f"up {now - stack.started:.0f}s",
     ]
-    if stack.spike is not None:
-        parts.append(spike_status(stack.spike, now))
+    parts += [spike_status(spike, now) for spike in (stack.spike, stack.sla_spike) if spike]
     if not screen.ready:
         parts.append("catching up…")
     if keys:
@@ -151,8 +153,8 @@ def header(stack: DemoStack, screen: DemoScreen, keys: bool, now: float) -> str:
     return " · ".join(parts)
 
 
-def spike_status(spike: TtrSpike, now: float) -> str:
-    factor = f"TTR spike {spike.factor:g}x"
+def spike_status(spike: TtrSpike | SlaSpike, now: float) -> str:
+    factor = f"{spike.name} {spike.factor:g}x"
     if now < spike.start:
         return f"{factor} in {spike.start - now:.0f}s"
     if now < spike.end:
@@ -167,6 +169,7 @@ async def run_demo(
     duration: float | None,
     ttr_spike: str | None,
     live_view: bool,
+    sla_spike: str | None = None,
     history: float = 0.0,
     window: str | None = None,
     console: Console | None = None,
@@ -175,9 +178,14 @@ async def run_demo(
     console = console or Console()
     windows = window_names(settings)
     screen = DemoScreen.with_rule_file(windows, window or windows[0])
-    spike = parse_ttr_spike(ttr_spike, time.time()) if ttr_spike else None
+    now = time.time()
     async with DemoStack(
-        settings, rate=rate, duration=duration, history=history, spike=spike
+        settings,
+        rate=rate,
+        duration=duration,
+        history=history,
+        spike=parse_ttr_spike(ttr_spike, now) if ttr_spike else None,
+        sla_spike=parse_sla_spike(sla_spike, now) if sla_spike else None,
     ) as stack:
         if not live_view:
             await stack.wait()

@@ -15,7 +15,7 @@ Design:
   share one code path, and the output does not depend on how time is chunked.
 * One story generator per domain, each a module: ``carts`` (sessions, checkout, and the orders
   with their shipping, delivery and refunds), ``tickets``, ``surveys``; ``simulator`` starts the
-  stories (root arrivals), ``spike`` describes a TTR spike, ``live`` produces into Kafka (or any
+  stories (root arrivals), ``spike`` describes a TTR spike and an SLA spike, ``live`` produces into Kafka (or any
   ``EventSink``), ``http_sink`` posts through the HTTP collector instead.
 * Deterministic: one ``random.Random(seed)`` drives behaviour and a second one, seeded with
   ``(seed, start)``, draws ids, so the same seed and start give the same events (a restart at
@@ -23,7 +23,8 @@ Design:
 * Memory is bounded by the entities in flight (open carts, tickets, undelivered orders, pending
   surveys), each one heap entry; nothing accumulates over time.
 
-It may import :mod:`pipeline.settings` and the standard library, plus orjson for producing and
+It may import :mod:`pipeline.settings`, the default SLA policy (an SLA spike's urgent tickets
+miss its targets) and the standard library, plus orjson for producing and
 aiohttp (already there for faust-streaming and the collector) for posting to the collector.
 """
 
@@ -31,7 +32,7 @@ from pipeline.tools.simulate.core import CHANNELS, DIURNAL_PROFILE, SimEvent
 from pipeline.tools.simulate.http_sink import CollectorRefused, HttpSink
 from pipeline.tools.simulate.live import EventSink, produce, run_live
 from pipeline.tools.simulate.simulator import ShopSimulator
-from pipeline.tools.simulate.spike import TtrSpike, parse_ttr_spike
+from pipeline.tools.simulate.spike import SlaSpike, TtrSpike, parse_sla_spike, parse_ttr_spike
 from pipeline.tools.simulate.tickets import TICKET_CHANNEL_WEIGHTS
 
 __all__ = [
@@ -43,7 +44,9 @@ __all__ = [
     "HttpSink",
     "ShopSimulator",
     "SimEvent",
+    "SlaSpike",
     "TtrSpike",
+    "parse_sla_spike",
     "parse_ttr_spike",
     "produce",
     "run_live",

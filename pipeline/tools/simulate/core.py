@@ -36,6 +36,7 @@ DIURNAL_PROFILE: tuple[float, ...] = tuple(
     v * len(_RAW_PROFILE) / sum(_RAW_PROFILE) for v in _RAW_PROFILE
 )
 """Traffic multiplier at the middle of each local hour (mean exactly 1; linear in between)."""
+_PROFILE_PEAK = max(DIURNAL_PROFILE)
 
 _KEY_FIELD = {
     "carts": "cart_id",
@@ -165,6 +166,20 @@ class Timeline:
         i = int(x)
         low = DIURNAL_PROFILE[i]
         return low + (DIURNAL_PROFILE[(i + 1) % 24] - low) * (x - i)
+
+    def next_arrival(self, after: float, rate: float, until: float = math.inf) -> float | None:
+        """The next arrival (epoch ms) after ``after`` of a Poisson process of ``rate`` per second
+        x the diurnal profile (by thinning against its peak); None once it would pass ``until``."""
+        rng = self.rng
+        peak = _PROFILE_PEAK
+        rate_ms = rate * peak / 1000
+        clock = after
+        while True:
+            clock += rng.expovariate(rate_ms)
+            if clock > until:
+                return None
+            if rng.random() * peak < self.diurnal(clock):
+                return clock
 
     def lognormal(self, median: float, sigma: float) -> float:
         """A log-normal draw; gauss() makes normals in pairs: ~3x cheaper than lognormvariate()."""

@@ -17,7 +17,7 @@ import orjson
 
 from pipeline.tools.simulate.core import SimEvent
 from pipeline.tools.simulate.simulator import ShopSimulator
-from pipeline.tools.simulate.spike import TtrSpike
+from pipeline.tools.simulate.spike import SlaSpike, TtrSpike
 
 
 class _Producer(Protocol):
@@ -68,6 +68,7 @@ async def run_live(
     topic_prefix: str = "cx.",
     seed: int | None = None,
     ttr_spike: TtrSpike | None = None,
+    sla_spike: SlaSpike | None = None,
     clock: Callable[[], float] = time.time,
     on_batch: Callable[[int], object] | None = None,
     history: float = 0.0,
@@ -91,7 +92,12 @@ async def run_live(
 
     began = clock()
     simulator = ShopSimulator(
-        rate=rate, seed=seed, start=began - history, ttr_spike=ttr_spike, **options
+        rate=rate,
+        seed=seed,
+        start=began - history,
+        ttr_spike=ttr_spike,
+        sla_spike=sla_spike,
+        **options,
     )
     stop = None if duration is None else began + duration
     sent = 0

@@ -7,8 +7,8 @@ import math
 from collections.abc import Mapping
 
 from pipeline.tools.simulate.carts import CartStories, expected_per_session, session_channel_mix
-from pipeline.tools.simulate.core import DIURNAL_PROFILE, SimEvent, Timeline
-from pipeline.tools.simulate.spike import TtrSpike
+from pipeline.tools.simulate.core import SimEvent, Timeline
+from pipeline.tools.simulate.spike import SlaSpike, TtrSpike
 from pipeline.tools.simulate.surveys import SurveyStories
 from pipeline.tools.simulate.tickets import TICKETS_PER_SESSION, TicketStories
 
@@ -28,6 +28,7 @@ class ShopSimulator:
         seed: int | None = None,
         start: float,
         ttr_spike: TtrSpike | None = None,
+        sla_spike: SlaSpike | None = None,
         channel_weights: Mapping[str, float] | None = None,
         ttr_median: float = 7200.0,
         utc_offset_hours: float = 0.0,
@@ -39,13 +40,16 @@ class ShopSimulator:
         channel_mix = session_channel_mix(channel_weights)
         self.rate = rate
         self.ttr_spike = ttr_spike
+        self.sla_spike = sla_spike
         self.ttr_median = ttr_median
         self._timeline = timeline = Timeline(
             seed=seed, start=start, utc_offset_hours=utc_offset_hours
         )
         self._rng = timeline.rng
         surveys = SurveyStories(timeline)
-        self._tickets = TicketStories(timeline, surveys, ttr_median=ttr_median, ttr_spike=ttr_spike)
+        self._tickets = TicketStories(
+            timeline, surveys, ttr_median=ttr_median, ttr_spike=ttr_spike, sla_spike=sla_spike
+        )
         self._carts = CartStories(timeline, self._tickets, surveys, channel_mix)
 
         # Root arrivals: shopping sessions and independent tickets, at rates that make the
@@ -54,11 +58,13 @@ class ShopSimulator:
         session_rate = rate / per_session  # per second, before the diurnal multiplier
         self._root_rate = session_rate * (1 + TICKETS_PER_SESSION)
         self._p_ticket_root = TICKETS_PER_SESSION / (1 + TICKETS_PER_SESSION)
-        self._profile_max = max(DIURNAL_PROFILE)
         self._arrival_clock = float(timeline.start_ms + 1)  # events lie strictly after `start`
         self._schedule_next_arrival()
+        tickets_per_second = session_rate * tickets_per_session
         if ttr_spike is not None:
-            self._tickets.plan_spike(ttr_spike, session_rate * tickets_per_session)
+            self._tickets.plan_spike(ttr_spike, tickets_per_second)
+        if sla_spike is not None:
+            self._tickets.plan_sla_spike(sla_spike, tickets_per_second)
 
     @property
     def now(self) -> float:
@@ -84,16 +90,8 @@ class ShopSimulator:
         return self.rate * self._timeline.diurnal(t * 1000)
 
     def _schedule_next_arrival(self) -> None:
-        """Non-homogeneous Poisson arrivals by thinning against the diurnal peak."""
-        rng = self._rng
-        diurnal = self._timeline.diurnal
-        peak = self._profile_max
-        rate_ms = self._root_rate * peak / 1000
-        clock = self._arrival_clock
-        while True:
-            clock += rng.expovariate(rate_ms)
-            if rng.random() * peak < diurnal(clock):
-                break
+        clock = self._timeline.next_arrival(self._arrival_clock, self._root_rate)
+        assert clock is not None  # no end
         self._arrival_clock = clock
         self._timeline.at(int(clock), self._arrival, None)
 

@@ -1,8 +1,9 @@
 """Support tickets: opened, replied to, resolved (log-normal TTR by priority), sometimes reopened.
 
-Tickets come from three places: independent contacts (root arrivals), "where is my order?" after
-a late delivery (the carts story), and a :class:`~pipeline.tools.simulate.spike.TtrSpike`'s slow
-tickets, planned up front so that every TTR observed inside the spike is slow.
+Tickets come from four places: independent contacts (root arrivals), "where is my order?" after
+a late delivery (the carts story), a :class:`~pipeline.tools.simulate.spike.TtrSpike`'s slow
+tickets, planned up front so that every TTR observed inside the spike is slow, and an
+:class:`~pipeline.tools.simulate.spike.SlaSpike`'s extra urgent tickets.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pipeline.tools.simulate.core import DIURNAL_PROFILE, Timeline, cumulative
-from pipeline.tools.simulate.spike import TtrSpike
+from pipeline.domain.sla_policy import DEFAULT_POLICY
+from pipeline.tools.simulate.core import Timeline, cumulative
+from pipeline.tools.simulate.spike import SlaSpike, TtrSpike
 from pipeline.tools.simulate.surveys import SurveyStories
 
 TICKET_CHANNEL_WEIGHTS: Mapping[str, float] = {
@@ -30,6 +32,7 @@ TICKETS_PER_SESSION = 0.07
 """Independent support contacts per shopping session (root arrivals, not follow-ups)."""
 _PRIORITIES = ("low", "normal", "high", "urgent")
 _PRIORITY_WEIGHTS = (0.25, 0.50, 0.18, 0.07)
+_URGENT = len(_PRIORITIES) - 1
 _PRIORITY_TTR = (1.4, 1.0, 0.6, 0.35)  # relative TTR, renormalised to keep the overall median
 _CATEGORIES = ("delivery", "payment", "returns", "product", "account", "other")
 _CATEGORY_WEIGHTS = (0.28, 0.14, 0.20, 0.16, 0.10, 0.12)
@@ -48,6 +51,12 @@ _P_REPLY = 0.94  # the rest are resolved without an agent reply (self-service)
 _TTR_SIGMA = 1.0  # p90 = 3.6 x median
 _P_REOPEN = 0.08
 _P_SUPPORT_SURVEY = 0.30
+
+_URGENT_TARGETS = tuple(
+    DEFAULT_POLICY.targets[kind]["urgent"] for kind in ("first_response", "resolution")
+)
+"""Seconds to the urgent first response and resolution under the default policy (calendar time):
+an SLA spike's urgent tickets take longer."""
 
 EVENTS_PER_TICKET = 1 + _P_REPLY + 1 + 2 * _P_REOPEN + _P_SUPPORT_SURVEY
 """Events one ticket causes on average (its survey included), for the rate calibration."""
@@ -73,12 +82,14 @@ class TicketStories:
         *,
         ttr_median: float,
         ttr_spike: TtrSpike | None,
+        sla_spike: SlaSpike | None = None,
     ) -> None:
         self._timeline = timeline
         self._rng = timeline.rng
         self._surveys = surveys
         self._ttr_median = ttr_median
         self._ttr_spike = ttr_spike
+        self._sla_spike = sla_spike
         self._channels = list(TICKET_CHANNEL_WEIGHTS)
         self._channel_cum = cumulative(TICKET_CHANNEL_WEIGHTS.values())
         self._priority_cum = cumulative(_PRIORITY_WEIGHTS)
@@ -113,16 +124,11 @@ class TicketStories:
         dropped (not enough history: see TtrSpike).
         """
         rng = self._rng
-        diurnal = self._timeline.diurnal
-        peak = max(DIURNAL_PROFILE)
-        rate_ms = tickets_per_second * peak / 1000
-        clock, end = spike.start * 1000, spike.end * 1000
+        clock: float | None = spike.start * 1000
         while True:
-            clock += rng.expovariate(rate_ms)
-            if clock > end:
+            clock = self._timeline.next_arrival(clock, tickets_per_second, spike.end * 1000)
+            if clock is None:
                 return
-            if rng.random() * peak >= diurnal(clock):
-                continue
             level = bisect_right(self._priority_cum, rng.random())
             resolve_at = int(clock)
             opened = resolve_at - int(self._draw_ttr(level) * spike.factor * 1000)
@@ -130,6 +136,25 @@ class TicketStories:
             if opened > self._timeline.start_ms:
                 state = (_PRIORITIES[level], category, resolve_at)
                 self._timeline.at(opened, self._open_spike_ticket, state)
+
+    def plan_sla_spike(self, spike: SlaSpike, tickets_per_second: float) -> None:
+        """Start the spike's extra urgent tickets: ``factor - 1`` x the normal urgent rate
+        (diurnal included) over the spike, each arrival scheduling the next one."""
+        rate = (spike.factor - 1) * tickets_per_second * _PRIORITY_WEIGHTS[_URGENT]
+        start = max(spike.start * 1000, self._timeline.start_ms + 1)
+        self._next_urgent((start, rate))
+
+    def _next_urgent(self, state: tuple[float, float]) -> None:
+        after, rate = state
+        assert self._sla_spike is not None
+        clock = self._timeline.next_arrival(after, rate, self._sla_spike.end * 1000)
+        if clock is not None:
+            self._timeline.at(int(clock), self._open_urgent, (clock, rate))
+
+    def _open_urgent(self, t: int, state: tuple[float, float]) -> None:
+        category = _CATEGORIES[bisect_right(self._category_cum, self._rng.random())]
+        self._open(t, self._timeline.customer(), category, _PRIORITIES[_URGENT])
+        self._next_urgent(state)
 
     def _open_spike_ticket(self, t: int, state: tuple[str, str, int]) -> None:
         priority, category, resolve_at = state
@@ -152,12 +177,24 @@ class TicketStories:
         if category is not None:
             value["category"] = category
         level = _PRIORITIES.index(priority)
+        slow = (
+            resolve_at is None
+            and level == _URGENT
+            and self._sla_spike is not None
+            and self._sla_spike.active(t)
+        )
+        if slow:
+            resolve_at = t + int(_URGENT_TARGETS[1] * rng.uniform(*SlaSpike.SLOW_RESOLUTION) * 1000)
         if resolve_at is None:
             resolved = self._resolution_time(t, self._draw_ttr(level))
         else:
             resolved = resolve_at
         if rng.random() < _P_REPLY:
-            reply = timeline.lognormal(_REPLY_MEDIAN[channel] * (0.4 if level >= 2 else 1.0), 0.9)
+            if slow:
+                reply = _URGENT_TARGETS[0] * rng.uniform(*SlaSpike.SLOW_REPLY)
+            else:
+                median = _REPLY_MEDIAN[channel] * (0.4 if level >= 2 else 1.0)
+                reply = timeline.lognormal(median, 0.9)
             t_reply = t + int(reply * 1000)
             if t_reply >= resolved:
                 t_reply = t + int((resolved - t) * rng.uniform(0.1, 0.9))
