@@ -4,7 +4,12 @@ The module-scoped fixture ``alerting_stack`` builds, once per test module:
 
 * one worker (``tests/integration/harness.py``) on the session's embedded broker, fed with a day
   of :class:`~pipeline.tools.simulate.ShopSimulator` history on all four topics, then live simulated
-  traffic from a background thread for as long as the module runs;
+  traffic from a background thread for as long as the module runs. The worker counts SLAs in
+  business hours (``CX_SLA_POLICY``, :func:`business_hours_policy`: 08:00-20:00 around the shop's
+  14:00) and the shop is in an :class:`~pipeline.tools.simulate.SlaSpike` since
+  :data:`SLA_SPIKE_AGO` before the end of the history: urgent tickets 15x as often, answered too
+  late, so urgent tickets are at risk, and breaches were decided in the last hour, all along the
+  module (``CXUrgentTicketsAtRisk``, ``CXSlaAttainmentLow`` and ``CXSlaBreachesRising`` fire);
 * Prometheus (the Debian binary) scraping that worker every second as job ``cx-worker``,
   evaluating a TEST COPY of the shipped rule files every second (only the alerts' ``for:`` is
   shortened, see :data:`TEST_FOR`; every expression, threshold and group interval is as shipped)
@@ -53,7 +58,9 @@ import yaml
 from aiokafka import AIOKafkaProducer
 
 from bench.worker import terminate
-from pipeline.tools.simulate import ShopSimulator, SimEvent
+from pipeline.domain.business_time import WEEKDAYS
+from pipeline.domain.sla_policy import DEFAULT_POLICY
+from pipeline.tools.simulate import ShopSimulator, SimEvent, SlaSpike
 from pipeline.tools.simulate import produce as produce_simulated
 from tests.integration.harness import (
     Pipeline,
@@ -92,6 +99,17 @@ LOCAL_HOUR_NOW = 14.0  # the shop's local time "now": the same traffic level whe
 BACKFILL_STEP = 60.0  # s between backfilled samples
 
 TTR_METRIC = "cx_ticket_resolution_seconds"
+
+# The SLA spike (urgent tickets 15x as often, every one answered after its target). From the end
+# of the history on, 11-18 urgent tickets are at risk (first response, due within 15 min; the
+# alert needs 5) and those opened 60 to 15 min before are breached: ~60 breaches in the last
+# hour against ~50 first responses met, where ~2 an hour breach without the spike (counted from
+# the simulated events with this seed; resolution targets of 4 h are not at risk yet).
+SLA_SPIKE_AGO = 3600.0  # s before the end of the history
+SLA_SPIKE_FACTOR = 15.0
+SLA_SPIKE_DURATION = SLA_SPIKE_AGO + 3 * 3600.0  # on for far longer than the module runs
+SLA_SPIKE_ALERTS = ("CXUrgentTicketsAtRisk", "CXSlaAttainmentLow", "CXSlaBreachesRising")
+BUSINESS_HOURS = "08:00-20:00"  # every day, local to the policy's zone
 
 
 # --- small helpers --------------------------------------------------------------------------
@@ -435,6 +453,21 @@ def pinned_utc_offset(now: float, local_hour: float = LOCAL_HOUR_NOW) -> float:
     return (local_hour - (now % 86400.0) / 3600.0) % 24.0
 
 
+def business_hours_policy(utc_offset_hours: float) -> dict:
+    """An SLA policy with :data:`BUSINESS_HOURS` every day in the shop's zone, default targets.
+
+    IANA zones have whole-hour offsets (``Etc/GMT-N`` is UTC+N) and the shop's offset is pinned
+    to the minute, so the policy's local time is the shop's within 30 min: mid-afternoon, hours
+    away from closing time, and the night before counts no business time.
+    """
+    hours = round((utc_offset_hours + 12.0) % 24.0 - 12.0)  # -12 .. 12
+    return {
+        "timezone": f"Etc/GMT{-hours:+d}",
+        "business_hours": {day: [BUSINESS_HOURS] for day in WEEKDAYS},
+        "targets": {kind: dict(per) for kind, per in DEFAULT_POLICY.targets.items()},
+    }
+
+
 class LiveTraffic:
     """Produces a simulator's events in real time from a daemon thread until stopped."""
 
@@ -646,18 +679,22 @@ def alerting_stack_fixture(broker, tmp_path_factory) -> Iterator[AlertingStack]:
         cleanup.callback(alertmanager.stop)
         alertmanager.start()
 
-        pipeline = Pipeline(broker.bootstrap)
+        now = time.time()
+        utc_offset = pinned_utc_offset(now)
+        policy = tmp / "sla-policy.yml"
+        policy.write_text(yaml.safe_dump(business_hours_policy(utc_offset), sort_keys=False))
+        pipeline = Pipeline(broker.bootstrap, extra_env={"CX_SLA_POLICY": str(policy)})
         cleanup.callback(pipeline.stop)
         worker = pipeline.start_worker(tmp)
 
         # A day of shop history, produced as fast as possible, then counted by the worker.
-        now = time.time()
         simulator = ShopSimulator(
             rate=SIM_RATE,
             seed=SIM_SEED,
             start=now - HISTORY_SECONDS,
             ttr_median=TTR_MEDIAN,
-            utc_offset_hours=pinned_utc_offset(now),
+            utc_offset_hours=utc_offset,
+            sla_spike=SlaSpike(now - SLA_SPIKE_AGO, SLA_SPIKE_DURATION, SLA_SPIKE_FACTOR),
         )
         history = simulator.events_until(now)
         end_of_history = simulator.now
