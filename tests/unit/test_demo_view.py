@@ -287,7 +287,14 @@ def test_rate_meter_over_its_lookback():
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(42, "42s"), (600, "10.0m"), (3 * 3600 + 300, "3h05m"), (3 * 86400, "3.0d")],
+    [
+        (0, "0s"),
+        (0.0123, "12ms"),
+        (42, "42s"),
+        (600, "10.0m"),
+        (3 * 3600 + 300, "3h05m"),
+        (3 * 86400, "3.0d"),
+    ],
 )
 def test_format_seconds(seconds, text):
     assert format_seconds(seconds) == text
