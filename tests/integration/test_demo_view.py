@@ -4,6 +4,7 @@ rendered to text with rich's recording console at fixed widths.
 Two shops with the same seed run side by side, one calm and one inside a TTR spike that began a
 few minutes ago (so its slow resolutions fill the 5m window while the 24h baseline stays mostly
 normal). The spike must show on the TTR line, highlighted by the spike alert's condition.
+A quarter of each shop goes through its own HTTP collector, so intake and signals move too.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import time
 import pytest
 from rich.console import Console
 
+from pipeline.collector import CollectorSettings
 from pipeline.settings import Settings
 from pipeline.tools.demo.render import plain_summary, render_view
 from pipeline.tools.demo.run import DemoStack, window_names
+from pipeline.tools.demo.scrape import Scrape
 from pipeline.tools.demo.screen import DemoScreen
 from pipeline.tools.demo.view_model import Section
 from pipeline.tools.simulate import TtrSpike
@@ -56,6 +59,7 @@ def stack(settings: Settings, spike: TtrSpike | None) -> DemoStack:
         spike=spike,
         seed=15,
         ttr_median=TTR_MEDIAN,
+        collector=CollectorSettings(port=0, tokens="demo-test-token"),
     )
 
 
@@ -77,19 +81,34 @@ def p90(sections: list[Section]) -> float:
     return value
 
 
+REJECTED = "cx_collector_events_rejected_total"
+
+
+def collector_total(demo: DemoStack) -> float:
+    return Scrape(demo.families()).total("cx_collector_events_accepted_total") or 0.0
+
+
+def value(sections: list[Section], title: str, label: str) -> float | None:
+    section = next(s for s in sections if s.title == title)
+    return next(line.value for line in section.lines if line.label == label)
+
+
 async def wait_for_numbers(demo: DemoStack, screen: DemoScreen) -> list[Section]:
-    """Refresh like the live loop until every section has numbers and tickets resolved."""
+    """Refresh like the live loop until every section has numbers, tickets resolved, orders
+    delivered, requests came in over HTTP and signals were read."""
     deadline = time.monotonic() + DEADLINE
     while True:
-        sections = screen.refresh(demo.families(), time.time())
-        support = next(s for s in sections if s.title == "Support")
-        resolved = next(line.value for line in support.lines if line.label == "resolved")
-        carts = next(s for s in sections if s.title == "Carts & checkout")
+        sections = demo.sections(screen, time.time())
+        signals = next(s for s in sections if s.title == "Signals")
         if (
             screen.ready
             and all(s.has_numbers for s in sections)
-            and carts.lines[0].value is not None
-            and (resolved or 0) >= 10
+            and value(sections, "Carts & checkout", "abandonment") is not None
+            and (value(sections, "Support", "resolved") or 0) >= 10
+            and value(sections, "Orders & delivery", "on-time delivery") is not None
+            and value(sections, "HTTP intake", "produce p99") is not None
+            and (value(sections, "HTTP intake", "requests/s") or 0) > 0
+            and sum(line.value or 0 for line in signals.lines) > 0
         ):
             return sections
         if demo.finished():
@@ -117,8 +136,15 @@ async def test_every_section_has_numbers_and_a_ttr_spike_shows(broker, unique_na
         deadline = time.monotonic() + DEADLINE
         while p90(spiky_sections) <= 3 * p90(calm_sections) and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
-            spiky_sections = spiky_screen.refresh(spiky.families(), time.time())
+            spiky_sections = spiky.sections(spiky_screen, time.time())
         spiky_text = text_of(spiky_sections, spiky_screen, 150)
+        # exact intake: between two requests, the collector acknowledged exactly the events the
+        # simulator posted (a request in flight is counted by the collector first), none bad
+        deadline = time.monotonic() + DEADLINE
+        while (accepted := collector_total(calm)) != calm.via_http:
+            assert accepted > calm.via_http and time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        assert accepted > 0 and (Scrape(calm.families()).total(REJECTED) or 0) == 0
 
     for width, text in texts.items():
         assert max(len(line) for line in text.splitlines()) <= width

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import io
+import shlex
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from rich.console import Console
 
+from pipeline.collector import CollectorMetrics
 from pipeline.tools.demo.alert_rules import (
     RULE_FILE,
     AlertThresholds,
@@ -17,18 +21,26 @@ from pipeline.tools.demo.alert_rules import (
     load_thresholds,
     parse_thresholds,
 )
+from pipeline.tools.demo.intake import curl_example, goes_via_http
 from pipeline.tools.demo.render import columns_for, format_seconds, plain_summary, render_view
 from pipeline.tools.demo.scrape import Scrape
+from pipeline.tools.demo.screen import DemoScreen
+from pipeline.tools.demo.signals import SignalTally
 from pipeline.tools.demo.trend import RateMeter, Trends, sparkline
 from pipeline.tools.demo.view_model import (
+    SECTIONS,
     Reading,
     build_sections,
     dead_letter_ratio,
     headline,
+    histogram_quantile,
+    http_intake,
     pipeline_health,
+    signals,
     survey_weighted,
     ttr_alerts,
 )
+from schemas import decode_record
 
 # -- alert thresholds -----------------------------------------------------------------------------
 RULES = """
@@ -287,7 +299,14 @@ def test_rate_meter_over_its_lookback():
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(42, "42s"), (600, "10.0m"), (3 * 3600 + 300, "3h05m"), (3 * 86400, "3.0d")],
+    [
+        (0, "0s"),
+        (0.0123, "12ms"),
+        (42, "42s"),
+        (600, "10.0m"),
+        (3 * 3600 + 300, "3h05m"),
+        (3 * 86400, "3.0d"),
+    ],
 )
 def test_format_seconds(seconds, text):
     assert format_seconds(seconds) == text
@@ -317,6 +336,125 @@ def test_layout_stacks_sections_on_a_narrow_terminal():
 def test_plain_summary_is_one_line_per_section_and_names_alerts():
     text = plain_summary(build_sections(reading()), "header")
     lines = text.splitlines()
-    assert lines[0] == "header" and len(lines) == 6
+    assert lines[0] == "header" and len(lines) == 1 + len(SECTIONS)
     assert "NPS +14.3" in text and "[ALERT CXTicketResolutionTimeHigh: a" in text
     assert "\x1b" not in text
+
+
+# -- HTTP intake and signals ----------------------------------------------------------------------
+def collector_families(requests: float, buckets: dict[str, float]) -> list[Metric]:
+    """The collector's own registry after ``requests`` requests with these produce latencies."""
+    registry = CollectorRegistry()
+    metrics = CollectorMetrics(registry)
+    metrics.broker_up.set(1)
+    metrics.requests.labels("/v1/events", "200").inc(requests)
+    metrics.accepted.labels("carts").inc(40)
+    metrics.accepted.labels("orders").inc(2)
+    metrics.rejected.labels("missing_field").inc(3)
+    for seconds, count in buckets.items():
+        for _ in range(int(count)):
+            metrics.produce_seconds.observe(float(seconds))
+    return list(registry.collect())
+
+
+def test_histogram_quantile_interpolates_like_prometheus():
+    inf = float("inf")
+    # 100 observations: 90 <= 0.01, 9 in (0.01, 0.05], 1 above 0.1 -> rank 99 is the 9th of (0.01,
+    # 0.05]: 0.01 + 0.04 * 9/9; rank 50 is in the first bucket: 0.01 * 50/90
+    buckets = {0.01: 90.0, 0.05: 99.0, 0.1: 99.0, inf: 100.0}
+    assert histogram_quantile(0.99, buckets) == pytest.approx(0.05)
+    assert histogram_quantile(0.5, buckets) == pytest.approx(0.01 * 50 / 90)
+    assert histogram_quantile(0.999, buckets) == 0.1  # in +Inf: its lower bound
+    assert histogram_quantile(0.99, {0.01: 0.0, inf: 0.0}) is None
+    assert histogram_quantile(0.99, {}) is None
+
+
+def test_http_intake_reads_the_collectors_registry_and_recent_latency():
+    screen = DemoScreen(["5m", "1h"], "5m")
+    screen.refresh(collector_families(10, {"0.003": 5}), now=100.0)
+    # 10 s later: 30 more requests; the 95 new produce latencies are 94 fast, one slow
+    later = collector_families(40, {"0.003": 5 + 94, "0.3": 1})
+    intake = next(s for s in screen.refresh(later, now=110.0) if s.title == "HTTP intake")
+    numbers = {line.label: line.value for line in intake.lines}
+    assert numbers["requests/s"] == pytest.approx(30 / 10)
+    assert numbers["events accepted"] == 42
+    assert numbers["events rejected"] == 3
+    assert numbers["requests refused"] == 0  # the collector runs: none refused, not "no number"
+    # recent p99: rank 0.99 * 95 = 94.05 lies past the 94 fast ones, in (0.25, 0.5]
+    assert numbers["produce p99"] == pytest.approx(0.25 + 0.25 * (94.05 - 94) / 1)
+    assert numbers["broker up"] == 1
+    rejected = next(line for line in intake.lines if line.label == "events rejected")
+    assert rejected.note == "missing_field 3"
+
+
+def test_http_intake_without_a_collector_has_no_numbers():
+    lines = http_intake(Reading(Scrape([]), "5m", "5m", "24h"))
+    assert [line.value for line in lines] == [None] * len(lines)
+
+
+def signal(signal_type: str, signal_id: str, **fields: object) -> bytes:
+    return orjson.dumps(
+        {"signal_id": signal_id, "signal_type": signal_type, "occurred_at": "2024-05-01T10:00:05Z"}
+        | fields
+    )
+
+
+def test_signals_are_counted_once_per_id_with_the_latest_of_each_type():
+    tally = SignalTally()
+    tally.add(
+        signal("cart.abandoned", "a1", cart_id="c1", items=[{}], value="9.99", currency="EUR")
+    )
+    tally.add(signal("cart.abandoned", "a1", cart_id="c1"))  # produced again after a crash
+    tally.add(
+        signal(
+            "cart.abandoned",
+            "a2",
+            cart_id="c2",
+            items=[{}, {}],
+            value="5",
+            currency="EUR",
+            last_step="payment",
+        )
+    )
+    tally.add(signal("survey.detractor", "s1", survey="nps", score=2, touchpoint="delivery"))
+    tally.add(signal("refund.fraud", "x1"))  # a type the demo's shop does not cause
+    tally.add(b"not json")
+    tally.add(orjson.dumps({"signal_id": "no type"}))
+    assert tally.unreadable == 2
+    lines = signals(Reading(Scrape([]), "5m", "5m", "24h", signals=tally))
+    assert [(line.label, line.value) for line in lines] == [
+        ("cart.abandoned", 2),
+        ("cart.recovered", 0),
+        ("survey.detractor", 1),
+        ("order.delivery_late", 0),
+        ("ticket.sla_breached", 0),
+        ("refund.fraud", 1),
+    ]
+    assert lines[0].note == "10:00:05 c2 2 items 5 EUR, after payment"
+    assert lines[2].note == "10:00:05 nps 2 on delivery"
+    assert lines[1].note == ""
+    assert signals(Reading(Scrape([]), "5m", "5m", "24h")) == []  # no reader: no section numbers
+
+
+def test_the_split_sends_each_entity_one_way_and_about_the_share():
+    keys = [f"cart_{i:016x}" for i in range(20_000)]
+    via_http = [key for key in keys if goes_via_http(key, 0.25)]
+    assert 0.23 < len(via_http) / len(keys) < 0.27
+    assert via_http == [key for key in keys if goes_via_http(key, 0.25)]  # stable
+    assert not any(goes_via_http(key, 0.0) for key in keys)
+    assert all(goes_via_http(key, 1.0) for key in keys)
+
+
+def test_curl_example_posts_a_valid_event_with_the_token():
+    command = curl_example("http://127.0.0.1:8088", "t0k", now=1_714_557_600.0)
+    words = shlex.split(command.replace("\\\n", " "))
+    assert words[:3] == ["curl", "-sS", "http://127.0.0.1:8088/v1/events"]
+    assert words[words.index("-H") + 1] == "Authorization: Bearer t0k"
+    body = orjson.loads(words[words.index("-d") + 1])
+    assert body[0]["occurred_at"] == "2024-05-01T10:00:00.000Z"
+    event = body[0]
+    decoded = decode_record(
+        "surveys", event["response_id"].encode(), orjson.dumps(event), now=1_714_557_600.0
+    )  # raises EventRejected for an event the collector would dead-letter
+    assert (decoded.event_type, decoded.score) == ("survey.submitted", 3)
+    assert max(len(line) for line in command.splitlines()) < 80  # no wrapping on a terminal

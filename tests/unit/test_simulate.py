@@ -522,6 +522,37 @@ def test_bad_arguments() -> None:
         TtrSpike(start=0, duration=60, factor=1)
     with pytest.raises(ValueError, match="SLA spike duration"):
         SlaSpike(start=0, duration=0)
+    with pytest.raises(ValueError, match="order_time_scale"):
+        ShopSimulator(rate=1, start=MIDNIGHT, order_time_scale=0)
+
+
+def test_order_time_scale_delivers_within_minutes() -> None:
+    """At 1/288 (a day -> 5 min) an hour holds whole order lives; unscaled it holds none."""
+    scale = 1 / 288
+    start = MIDNIGHT + 12 * HOUR
+    scaled = ShopSimulator(rate=20, seed=3, start=start, order_time_scale=scale)
+    events = scaled.events_until(start + HOUR)
+    plain = ShopSimulator(rate=20, seed=3, start=start).events_until(start + HOUR)
+    placed: dict[str, float] = {}
+    shipped: dict[str, tuple[float, float]] = {}
+    on_time = late = 0
+    for event in events:
+        kind = event.value["event_type"]
+        if kind == "order.placed":
+            placed[event.key] = event.time
+        elif kind == "order.shipped":
+            promised = datetime.fromisoformat(str(event.value["promised_delivery_at"])).timestamp()
+            assert DAY * scale <= promised - event.time <= 4 * DAY * scale + 0.001
+            assert event.time - placed[event.key] <= 72 * HOUR * scale + 0.001
+            shipped[event.key] = (event.time, promised)
+        elif kind == "order.delivered":
+            sent, promised = shipped[event.key]
+            assert sent < event.time
+            on_time, late = (on_time + 1, late) if event.time <= promised else (on_time, late + 1)
+    assert on_time + late > 0.6 * len(placed)  # most orders of the hour are delivered in it
+    assert 0.8 < on_time / (on_time + late) < 0.97  # the ~90 % on time holds when scaled
+    unscaled = sum(e.value["event_type"] == "order.delivered" for e in plain)
+    assert unscaled == 0  # without the scale, nothing placed in the hour arrives in it
 
 
 # --- Kafka -------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ ALERT_STYLE = "bold white on red"
 
 
 def format_seconds(seconds: float) -> str:
+    if 0 < seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
     if seconds < 90:
         return f"{seconds:.0f}s"
     if seconds < 90 * 60:

@@ -1,4 +1,5 @@
-"""The demo's loop: a worker and the shop simulator in this process, and the view refreshed.
+"""The demo's loop: a worker, the HTTP collector, a reader of the signals and the shop simulator
+in this process, and the view refreshed.
 
 Three ways to show it, picked from where stdout goes: a full-screen rich view on a terminal,
 a plain text summary every few seconds into a pipe or file (``| tee demo.log`` stays readable),
@@ -18,13 +19,23 @@ from rich.console import Console
 from rich.live import Live
 
 from pipeline.aggregates.windows import format_window
+from pipeline.collector import CollectorMetrics, CollectorSettings, run_collector
 from pipeline.http.view_metrics import ViewCollector
 from pipeline.kafka.clients import bounded_shutdown
 from pipeline.settings import Settings
+from pipeline.tools.demo.intake import (
+    DEMO_HTTP_SHARE,
+    SplitSink,
+    curl_example,
+    demo_collector_settings,
+)
 from pipeline.tools.demo.keys import key_commands
 from pipeline.tools.demo.render import plain_summary, render_view
 from pipeline.tools.demo.screen import DemoScreen
-from pipeline.tools.simulate import SlaSpike, TtrSpike, parse_sla_spike, parse_ttr_spike, run_live
+from pipeline.tools.demo.signal_reader import SignalReader
+from pipeline.tools.demo.signals import SignalTally
+from pipeline.tools.demo.view_model import Section
+from pipeline.tools.simulate import HttpSink, SlaSpike, TtrSpike, parse_sla_spike, parse_ttr_spike, run_live
 from pipeline.worker.service import Worker
 
 REFRESH = 1.0
@@ -39,10 +50,15 @@ A TTR can only be as long as the simulated history, and a slow ticket of a spike
 median and an hour of history every TTR is cut off at the history and a 6x spike moves p90 by
 ~1.25x. With 3 min (p90 ~11 min) most slowed tickets (6x: p90 ~40 min) fit in an hour.
 """
+DEMO_ORDER_TIME_SCALE = 1 / 288
+"""An order's life in the demo's shop, shrunk: a day's delivery promise becomes 5 minutes, so
+deliveries (and late ones) fill the 5m window within seconds of an hour of history."""
 
 
 class DemoStack:
-    """A worker and the simulator producing into its topics, started and stopped together."""
+    """A worker, the HTTP collector, a signals reader and the simulator producing into the
+    topics (``http_share`` of its entities through the collector), started and stopped
+    together. ``collector`` defaults to ``CX_COLLECTOR_*`` with a random token."""
 
     def __init__(
         self,
@@ -55,6 +71,9 @@ class DemoStack:
         sla_spike: SlaSpike | None = None,
         seed: int | None = None,
         ttr_median: float = DEMO_TTR_MEDIAN,
+        collector: CollectorSettings | None = None,
+        http_share: float = DEMO_HTTP_SHARE,
+        order_time_scale: float = DEMO_ORDER_TIME_SCALE,
     ) -> None:
         self.settings = settings
         self.worker = Worker(settings)
@@ -62,16 +81,43 @@ class DemoStack:
         self.sla_spike = sla_spike
         self.sent = 0
         self.started = time.time()
+        self.collector = collector if collector is not None else demo_collector_settings()
+        self.collector_metrics = CollectorMetrics()
+        self.collector_url = ""
+        self.signals = SignalTally()
+        self.http_share = http_share
         self._simulation = dict(
-            rate=rate, duration=duration, history=history, seed=seed, ttr_median=ttr_median
+            rate=rate,
+            duration=duration,
+            history=history,
+            seed=seed,
+            ttr_median=ttr_median,
+            order_time_scale=order_time_scale,
         )
         self._producer: AIOKafkaProducer | None = None
         self._worker_task: asyncio.Task[None] | None = None
+        self._collector_task: asyncio.Task[None] | None = None
+        self._reader: SignalReader | None = None
+        self._http: HttpSink | None = None
+        self._sink: SplitSink | None = None
         self._simulator: asyncio.Task[int] | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.settings.metrics_host}:{self.worker.server.port}/metrics"
+
+    @property
+    def token(self) -> str:
+        """The token the demo's simulator posts with, and the one to show: the first one."""
+        return self.collector.token_list[0]
+
+    @property
+    def via_http(self) -> int:
+        """Simulated events the collector acknowledged (part of :attr:`sent`)."""
+        return self._sink.via_http if self._sink is not None else 0
+
+    def curl(self) -> str:
+        return curl_example(self.collector_url, self.token)
 
     @property
     def windows(self) -> list[str]:
@@ -81,25 +127,47 @@ class DemoStack:
         """What a scrape of this worker's /metrics returns, as metric families: the health
         registry, then the view's families (the server renders those as text after it)."""
         view = ViewCollector(self.worker.view, self.worker.clock, self.worker.is_ready)
-        return [*self.worker.health.registry.collect(), *view.collect()]
+        return [
+            *self.worker.health.registry.collect(),
+            *view.collect(),
+            *self.collector_metrics.registry.collect(),
+        ]
+
+    def sections(self, screen: DemoScreen, now: float) -> list[Section]:
+        """One refresh of ``screen`` from this stack: its families and its signals."""
+        return screen.refresh(self.families(), now, self.signals)
+
+    def _tasks(self) -> tuple[asyncio.Task[Any] | None, ...]:
+        reader = self._reader.task if self._reader is not None else None
+        return (self._worker_task, self._collector_task, reader, self._simulator)
 
     def finished(self) -> bool:
-        return any(
-            task is not None and task.done() for task in (self._worker_task, self._simulator)
-        )
+        return any(task is not None and task.done() for task in self._tasks())
 
     async def __aenter__(self) -> DemoStack:
+        try:
+            return await self._start()
+        except BaseException:
+            await self.__aexit__()  # what did start is stopped: no task outlives a failed start
+            raise
+
+    async def _start(self) -> DemoStack:
         started = asyncio.Event()
         self._worker_task = asyncio.create_task(self.worker.run(started))
         await _first_of(started.wait(), self._worker_task)
         if self._worker_task.done():
             self._worker_task.result()  # the worker failed to start: say why
+        self._reader = await SignalReader(self.settings, self.signals).__aenter__()
+        await self._start_collector()
         self._producer = AIOKafkaProducer(**self.settings.kafka_client_options(), linger_ms=20)
         await self._producer.start()
+        self._http = await HttpSink(self.collector_url, self.token).__aenter__()
+        self._sink = SplitSink(
+            self._producer, self._http, self.http_share, self.settings.topic_prefix
+        )
         self._simulator = asyncio.create_task(
             run_live(
-                self._producer,
-                topic_prefix=self.settings.topic_prefix,
+                self._sink,
                 ttr_spike=self.spike,
                 sla_spike=self.sla_spike,
                 on_batch=self._count,
@@ -108,14 +176,28 @@ class DemoStack:
         )
         return self
 
+    async def _start_collector(self) -> None:
+        listening = asyncio.Event()
+
+        def ready(url: str) -> None:
+            self.collector_url = url
+            listening.set()
+
+        self._collector_task = asyncio.create_task(
+            run_collector(self.settings, self.collector, ready, self.collector_metrics)
+        )
+        await _first_of(listening.wait(), self._collector_task)
+        if self._collector_task.done():
+            self._collector_task.result()  # the collector failed to start (port taken...)
+
     async def wait(self) -> None:
-        """Until the simulator's duration is over (or the worker fails: then raise)."""
-        assert self._worker_task is not None and self._simulator is not None
-        await _first_of(self._simulator, self._worker_task)
+        """Until the simulator's duration is over (or a part fails: then raise)."""
+        assert self._simulator is not None
+        await _first_of(*(task for task in self._tasks() if task is not None))
         self.raise_failure()
 
     def raise_failure(self) -> None:
-        for task in (self._worker_task, self._simulator):
+        for task in self._tasks():
             if task is not None and task.done() and not task.cancelled():
                 task.result()
 
@@ -123,6 +205,13 @@ class DemoStack:
         if self._simulator is not None:
             self._simulator.cancel()
             await asyncio.gather(self._simulator, return_exceptions=True)
+        if self._http is not None:
+            await self._http.__aexit__(None, None, None)
+        if self._collector_task is not None:
+            self._collector_task.cancel()
+            await asyncio.gather(self._collector_task, return_exceptions=True)
+        if self._reader is not None:
+            await self._reader.__aexit__()
         self.worker.stop()
         if self._worker_task is not None:
             await asyncio.gather(self._worker_task, return_exceptions=True)
@@ -142,7 +231,7 @@ def header(stack: DemoStack, screen: DemoScreen, keys: bool, now: float) -> str:
     parts = [
         f"cx-pipeline demo · window {screen.window}",
         f"metrics {stack.url}",
-        f"simulated {stack.sent:,} events",
+        f"simulated {stack.sent:,} events ({stack.via_http:,} via HTTP)",
         f"up {now - stack.started:.0f}s",
     ]
     parts += [spike_status(spike, now) for spike in (stack.spike, stack.sla_spike) if spike]
@@ -150,7 +239,16 @@ def header(stack: DemoStack, screen: DemoScreen, keys: bool, now: float) -> str:
         parts.append("catching up…")
     if keys:
         parts.append("[w] window [q] quit")
+    parts.append(f"collector {stack.collector_url} token {stack.token}")
     return " · ".join(parts)
+
+
+def intro(stack: DemoStack) -> str:
+    """Where to send events of one's own, with a command to paste."""
+    return (
+        f"HTTP collector: {stack.collector_url} (token {stack.token}); "
+        "post an event of your own:\n" + stack.curl()
+    )
 
 
 def spike_status(spike: TtrSpike | SlaSpike, now: float) -> str:
@@ -174,7 +272,11 @@ async def run_demo(
     window: str | None = None,
     console: Console | None = None,
 ) -> None:
-    """Run worker + simulator; show the view until ``duration`` is over, ``q`` or Ctrl-C."""
+    """Run the stack; show the view until ``duration`` is over, ``q`` or Ctrl-C.
+
+    The collector's URL, token and a ready-to-paste ``curl`` are printed at start (and again
+    at the end, since the full-screen view covers them), whatever the view.
+    """
     console = console or Console()
     windows = window_names(settings)
     screen = DemoScreen.with_rule_file(windows, window or windows[0])
@@ -187,6 +289,7 @@ async def run_demo(
         spike=parse_ttr_spike(ttr_spike, now) if ttr_spike else None,
         sla_spike=parse_sla_spike(sla_spike, now) if sla_spike else None,
     ) as stack:
+        console.print(intro(stack), highlight=False, soft_wrap=True)
         if not live_view:
             await stack.wait()
         elif console.is_terminal:
@@ -207,7 +310,7 @@ async def _live(stack: DemoStack, screen: DemoScreen, console: Console) -> None:
 
     def frame(keys: bool) -> Any:
         now = time.time()
-        sections = screen.refresh(stack.families(), now)
+        sections = stack.sections(screen, now)
         return render_view(
             sections,
             screen.trends,
@@ -225,20 +328,21 @@ async def _live(stack: DemoStack, screen: DemoScreen, console: Console) -> None:
             await _sleep_or(quit_requested, REFRESH)
     now = time.time()
     console.print(
-        plain_summary(screen.refresh(stack.families(), now), header(stack, screen, False, now))
+        plain_summary(stack.sections(screen, now), header(stack, screen, False, now)),
+        highlight=False,
+        soft_wrap=True,
     )
+    console.print(intro(stack), highlight=False, soft_wrap=True)
 
 
 async def _plain(stack: DemoStack, screen: DemoScreen, console: Console) -> None:
     def summary() -> str:
         now = time.time()
-        return plain_summary(
-            screen.refresh(stack.families(), now), header(stack, screen, False, now)
-        )
+        return plain_summary(stack.sections(screen, now), header(stack, screen, False, now))
 
     last = 0.0
     while not stack.finished():
-        screen.refresh(stack.families(), time.time())  # keeps rates and trends sampled
+        stack.sections(screen, time.time())  # keeps rates and trends sampled
         if time.monotonic() - last >= PLAIN_EVERY:
             last = time.monotonic()
             console.print(summary(), highlight=False, soft_wrap=True)

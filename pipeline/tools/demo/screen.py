@@ -8,6 +8,7 @@ from prometheus_client.core import Metric
 
 from pipeline.tools.demo.alert_rules import RULE_FILE, AlertThresholds, load_thresholds
 from pipeline.tools.demo.scrape import Scrape
+from pipeline.tools.demo.signals import SignalTally
 from pipeline.tools.demo.trend import RateMeter, Trends
 from pipeline.tools.demo.view_model import Reading, Section, build_sections, counters, headline
 
@@ -44,8 +45,11 @@ class DemoScreen:
     def next_window(self) -> None:
         self.window = self.windows[(self.windows.index(self.window) + 1) % len(self.windows)]
 
-    def refresh(self, families: Iterable[Metric], now: float) -> list[Section]:
-        """Sections of this collection; also feeds the rate meter and the sparklines."""
+    def refresh(
+        self, families: Iterable[Metric], now: float, signals: SignalTally | None = None
+    ) -> list[Section]:
+        """Sections of this collection (and of the signals tally, when the demo reads them);
+        also feeds the rate meter and the sparklines."""
         scrape = Scrape(families)
         self.ready = scrape.view_ready()
         self.rates.add(now, counters(scrape))
@@ -56,6 +60,7 @@ class DemoScreen:
             long=self.windows[-1],
             rates=self.rates.rates(),
             thresholds=self.thresholds,
+            signals=signals,
         )
         if self.ready:
             self.trends.record(now, headline(reading))

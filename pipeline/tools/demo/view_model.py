@@ -6,12 +6,15 @@ revenue / orders), so no ratio is ever averaged. Quantiles cannot be merged acro
 so TTR, first response and on-time delivery show the worst channel and name it, which is also
 what the per-channel alerts look at.
 
-To add a section (signals, HTTP intake...), write a ``(Reading) -> list[Line]`` function and add
-it with its title to :data:`SECTIONS`; the renderer and the plain summary pick it up.
+To add a section, write a ``(Reading) -> list[Line]`` function and add it with its title to
+:data:`SECTIONS`; the renderer and the plain summary pick it up. HTTP intake reads the
+collector's families (merged into the same scrape), Signals the demo's own tally of
+``cx.signals``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -24,13 +27,23 @@ from pipeline.tools.demo.alert_rules import (
     AlertThresholds,
 )
 from pipeline.tools.demo.scrape import Scrape
+from pipeline.tools.demo.signals import SignalTally, describe
 
 Unit = Literal[
     "score", "ratio", "seconds", "count", "rate", "per_minute", "money", "mean", "factor", "flag"
 ]
 
-COUNTERS = {"events": "cx_events_total", "rejected": "cx_events_rejected_total"}
+COUNTERS = {
+    "events": "cx_events_total",
+    "rejected": "cx_events_rejected_total",
+    "requests": "cx_collector_requests_total",
+    "http_accepted": "cx_collector_events_accepted_total",
+}
 """Cumulative counters the run loop turns into per-second rates (keys of ``Reading.rates``)."""
+PRODUCE_BUCKETS = "cx_collector_produce_seconds_bucket"
+BUCKET_KEY = "produce_le="
+"""Rate keys of the collector's produce latency buckets (``produce_le=0.005``...), so the p99
+is of the recent requests, as ``histogram_quantile(0.99, rate(...))`` would give."""
 
 TREND_KEYS = ("nps", "ttr_p90", "abandonment", "orders_per_min", "events_per_s")
 """Headline numbers with a sparkline; always of the shortest window, the one that moves."""
@@ -68,6 +81,7 @@ class Reading:
     long: str
     rates: Mapping[str, float | None] = field(default_factory=dict)
     thresholds: AlertThresholds | None = None
+    signals: SignalTally | None = None
 
 
 SectionBuilder = Callable[[Reading], list[Line]]
@@ -308,14 +322,98 @@ def pipeline_health(r: Reading) -> list[Line]:
     ]
 
 
+# -- HTTP intake ----------------------------------------------------------------------------------
+def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float | None:
+    """Prometheus' ``histogram_quantile``: cumulative counts by upper bound ``le``, linear
+    within the bucket holding the rank; the ``+Inf`` bucket answers its lower bound."""
+    bounds = sorted(buckets)
+    if not bounds or bounds[-1] != math.inf or buckets[math.inf] <= 0:
+        return None
+    rank = q * buckets[math.inf]
+    lower, below = 0.0, 0.0
+    for upper in bounds:
+        count = buckets[upper]
+        if count >= rank:
+            if upper == math.inf:
+                return lower
+            return lower + (upper - lower) * (rank - below) / (count - below)
+        lower, below = upper, count
+    return None
+
+
+def produce_p99(rates: Mapping[str, float | None]) -> float | None:
+    recent = {
+        float(key.removeprefix(BUCKET_KEY)): value
+        for key, value in rates.items()
+        if key.startswith(BUCKET_KEY) and value is not None
+    }
+    return histogram_quantile(0.99, recent)
+
+
+def http_intake(r: Reading) -> list[Line]:
+    """The collector's own registry: what came in over HTTP and how fast Kafka took it."""
+    s = r.scrape
+    running = s.total("cx_collector_broker_up") is not None
+
+    def count(name: str) -> float | None:
+        total = s.total(name)
+        return total if total is not None else (0.0 if running else None)
+
+    rejected = s.by("cx_collector_events_rejected_total", "reason")
+    refused = s.by("cx_collector_refused_requests_total", "reason")
+    accepted_rate = r.rates.get("http_accepted")
+    return [
+        Line("requests/s", r.rates.get("requests") if running else None, "rate"),
+        Line(
+            "events accepted",
+            count("cx_collector_events_accepted_total"),
+            "count",
+            note=f"{accepted_rate:,.1f}/s" if accepted_rate is not None else "",
+        ),
+        Line(
+            "events rejected",
+            count("cx_collector_events_rejected_total"),
+            "count",
+            note=" · ".join(f"{k} {v:,.0f}" for k, v in sorted(rejected.items())),
+        ),
+        Line(
+            "requests refused",
+            count("cx_collector_refused_requests_total"),
+            "count",
+            note=" · ".join(f"{k} {v:,.0f}" for k, v in sorted(refused.items())),
+        ),
+        Line("produce p99", produce_p99(r.rates), "seconds", note="recent requests"),
+        Line("broker up", s.total("cx_collector_broker_up"), "flag"),
+    ]
+
+
+# -- signals --------------------------------------------------------------------------------------
+def signals(r: Reading) -> list[Line]:
+    """Distinct signals per type since the demo started, each with the latest one."""
+    tally = r.signals
+    if tally is None:
+        return []
+    return [
+        Line(
+            kind,
+            float(tally.counts.get(kind, 0)),
+            "count",
+            note=describe(tally.latest[kind]) if kind in tally.latest else "",
+        )
+        for kind in tally.types()
+    ]
+
+
 SECTIONS: tuple[tuple[str, SectionBuilder], ...] = (
     ("Voice of customer", voice_of_customer),
     ("Support", support),
     ("Carts & checkout", carts),
     ("Orders & delivery", orders),
+    ("Signals", signals),
+    ("HTTP intake", http_intake),
     ("Pipeline health", pipeline_health),
 )
-"""The dashboard's rows, in its order. Signals and HTTP intake go here once they exist."""
+"""The dashboard's rows, in its order."""
 
 
 def build_sections(
@@ -325,8 +423,12 @@ def build_sections(
 
 
 def counters(scrape: Scrape) -> dict[str, float]:
-    """Current values of :data:`COUNTERS` (0 when absent), for the rate meter."""
-    return {key: scrape.total(name) or 0.0 for key, name in COUNTERS.items()}
+    """Current values of :data:`COUNTERS` (0 when absent) and of the produce latency buckets,
+    for the rate meter."""
+    values = {key: scrape.total(name) or 0.0 for key, name in COUNTERS.items()}
+    for le, count in scrape.by(PRODUCE_BUCKETS, "le").items():
+        values[BUCKET_KEY + le] = count
+    return values
 
 
 def headline(reading: Reading) -> dict[str, float | None]:

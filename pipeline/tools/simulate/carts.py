@@ -4,7 +4,9 @@ delivery and refunds.
 A session fills a cart and walks the checkout funnel, which leaks at every step (more on mobile);
 an abandoned cart is sometimes recovered hours later. An order is shipped hours and delivered
 days later (~90 % on time); late deliveries cause "where is my order?" tickets and unhappy
-delivery surveys, and some orders are cancelled or returned.
+delivery surveys, and some orders are cancelled or returned. ``order_time_scale`` shrinks every
+delay of an order's life (cancel, ship, promise, lateness, return) for a demo whose history is an
+hour: at 1/288 a day's promise is 5 minutes, and deliveries fill the short windows.
 """
 
 from __future__ import annotations
@@ -164,8 +166,10 @@ class CartStories:
         tickets: TicketStories,
         surveys: SurveyStories,
         channel_mix: Mapping[str, float],
+        order_time_scale: float = 1.0,
     ) -> None:
         self._timeline = timeline
+        self._scale = order_time_scale
         self._rng = rng = timeline.rng
         self._tickets = tickets
         self._surveys = surveys
@@ -282,10 +286,10 @@ class CartStories:
             timeline.after(t, rng.uniform(3, 300), self._surveys.respond, survey)
         if rng.random() < _P_CANCEL:
             delay = min(max(timeline.lognormal(2400.0, 1.0), 60.0), 86400.0)
-            timeline.after(t, delay, self._refund, order)
+            timeline.after(t, delay * self._scale, self._refund, order)
         else:
             delay = min(max(timeline.lognormal(8 * 3600.0, 0.7), 1800.0), 72 * 3600.0)
-            timeline.after(t, delay, self._ship, order)
+            timeline.after(t, delay * self._scale, self._ship, order)
 
     def _order_event(
         self, t: int, order: _Order, event_type: str, source: str
@@ -298,14 +302,14 @@ class CartStories:
         rng = self._rng
         timeline = self._timeline
         days = _PROMISE_DAYS[bisect_right(self._promise_cum, rng.random())]
-        promised = t + days * 86_400_000
+        promised = t + int(days * 86_400_000 * self._scale)
         value = self._order_event(t, order, "order.shipped", "fulfillment")
         value["promised_delivery_at"] = timestamp(promised)
         if rng.random() < _P_ON_TIME:
             delivered = t + int((promised - t) * rng.uniform(0.35, 0.99))
             lateness = 0.0
         else:
-            lateness = max(timeline.lognormal(14 * 3600.0, 0.8), 300.0)
+            lateness = max(timeline.lognormal(14 * 3600.0, 0.8), 300.0) * self._scale
             delivered = promised + int(lateness * 1000)
             if rng.random() < _P_LATE_TICKET:  # "where is my order?"
                 opened = promised + int(lateness * 1000 * rng.uniform(0.1, 0.9))
@@ -319,13 +323,15 @@ class CartStories:
         timeline = self._timeline
         self._order_event(t, order, "order.delivered", "fulfillment")
         if rng.random() < _P_DELIVERY_SURVEY:
-            shift = 0.15 if lateness == 0 else max(-2.0, -0.7 - 0.4 * lateness / 86400)
+            shift = (
+                0.15 if lateness == 0 else max(-2.0, -0.7 - 0.4 * lateness / self._scale / 86400)
+            )
             delay = min(max(timeline.lognormal(4 * 3600.0, 1.0), 120.0), 3 * 86400.0)
             survey = (order.channel, order.customer, "delivery", shift)
             timeline.after(t, delay, self._surveys.respond, survey)
         if rng.random() < _P_RETURN:
             delay = min(max(timeline.lognormal(4 * 86400.0, 0.5), 3600.0), 30 * 86400.0)
-            timeline.after(t, delay, self._refund, order)
+            timeline.after(t, delay * self._scale, self._refund, order)
 
     def _refund(self, t: int, order: _Order) -> None:
         rng = self._rng

@@ -18,7 +18,8 @@ class ShopSimulator:
 
     ``rate`` is the average number of events per second over a day (the day/night profile moves
     the instantaneous rate between ~0.3x and ~1.6x). ``utc_offset_hours`` places the shop's local
-    day; ``ttr_median`` is the median time to resolution of a ticket in seconds.
+    day; ``ttr_median`` is the median time to resolution of a ticket in seconds;
+    ``order_time_scale`` (<= 1) shrinks the delays of an order's life, for a short demo history.
     """
 
     def __init__(
@@ -32,11 +33,14 @@ class ShopSimulator:
         channel_weights: Mapping[str, float] | None = None,
         ttr_median: float = 7200.0,
         utc_offset_hours: float = 0.0,
+        order_time_scale: float = 1.0,
     ) -> None:
         if not (rate > 0 and math.isfinite(rate)):
             raise ValueError(f"rate must be a positive number of events per second, got {rate!r}")
         if not ttr_median > 0:
             raise ValueError(f"ttr_median must be positive, got {ttr_median!r}")
+        if not 0 < order_time_scale <= 1:
+            raise ValueError(f"order_time_scale must be in (0, 1], got {order_time_scale!r}")
         channel_mix = session_channel_mix(channel_weights)
         self.rate = rate
         self.ttr_spike = ttr_spike
@@ -50,7 +54,7 @@ class ShopSimulator:
         self._tickets = TicketStories(
             timeline, surveys, ttr_median=ttr_median, ttr_spike=ttr_spike, sla_spike=sla_spike
         )
-        self._carts = CartStories(timeline, self._tickets, surveys, channel_mix)
+        self._carts = CartStories(timeline, self._tickets, surveys, channel_mix, order_time_scale)
 
         # Root arrivals: shopping sessions and independent tickets, at rates that make the
         # expected events per second (follow-ups included) equal `rate`.
