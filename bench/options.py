@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from bench.collector import BATCH_SIZES
 from pipeline.settings import parse_duration
 
 __all__ = ["RESULTS_DIR", "TANSU_RECORD_BUDGET", "broker_records", "parse_args"]
@@ -126,6 +127,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--events must be at least 1000")
     if not 0 < args.latency_load <= 1:
         parser.error("--latency-load must be in (0, 1]")
+    if 0 < args.intake_events < max(BATCH_SIZES):
+        parser.error(f"--intake-events must be 0 or at least {max(BATCH_SIZES)} (one batch)")
     if args.scale_workers < 2:
         parser.error("--scale-workers must be at least 2")
     if not 0 < args.garbage_share <= 0.5:

@@ -158,7 +158,7 @@ def assert_hostile(hostile: dict, events: int) -> None:
 def test_placement_and_intake_stages_report_through_the_main_harness(tmp_path: Path) -> None:
     """The placement and intake stages, reached from ``python -m bench``'s options, write their
     figures into the run's document and rows into its table (tiny sizes: counts, not speed)."""
-    args = parse_args(["--short", "--placement-events", "2000", "--intake-events", "300"])
+    args = parse_args(["--short", "--placement-events", "2000", "--intake-events", "1000"])
     results = side_stages(args, tmp_path)
 
     place = results["placement"]
@@ -172,8 +172,8 @@ def test_placement_and_intake_stages_report_through_the_main_harness(tmp_path: P
     assert place["cpu_per_event_ratio"] > 0
 
     intake = results["intake"]
-    assert intake["events"] == 300
-    assert intake["direct_produce"]["events"] == 300
+    assert intake["events"] == 1000
+    assert intake["direct_produce"]["events"] == 1000
     assert set(intake["collector"]["aiohttp"]) == {"1", "20", "500"}
     assert intake["collector"]["aiohttp"]["500"]["half_load"]["requests"] >= 20
 
