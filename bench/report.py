@@ -265,11 +265,12 @@ def cost_point_table(results: dict[str, Any]) -> str:
     return "\n".join(
         [
             "| events | worker events/s | CPU µs/event | RSS after drain | RSS at 25/50/75/100 % "
-            "| p50 / p99 at half load | other processes |",
+            "| latency p50 / p99 | other processes |",
             "| ---: | ---: | ---: | ---: | --- | --- | ---: |",
             f"| {p['events']:,} | {_rate(pipe['events_per_s'])} | "
             f"{pipe['worker_cpu_us_per_event']:.1f} | {mem['rss_after_drain_mb']:.0f} MB | "
-            f"{progress} MB | {lat['p50_ms']:.0f} / {lat['p99_ms']:.0f} ms | "
+            f"{progress} MB | {lat['p50_ms']:.0f} / {lat['p99_ms']:.0f} ms at "
+            f"{_rate(lat['target_events_per_s'])} events/s | "
             f"{pipe.get('other_busy_cores', 0):.2f} cores |",
         ]
     )
