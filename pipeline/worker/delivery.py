@@ -63,9 +63,7 @@ class Outbox:
     """What a flush must deliver: dead letters and links first, then checkpoints."""
 
     before: list[Record] = field(default_factory=list)
-    checkpoints: list[tuple[Checkpoint, Record]] = field(default_factory=list)
-    """Each checkpoint with its record, encoded when cut: the partition goes on processing
-    while it is delivered."""
+    checkpoints: list[Checkpoint] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.before or self.checkpoints)
@@ -97,21 +95,6 @@ class Delivery:
         self.outbox = Outbox()
         self.commit: Commit | None = None
         """Where delivered checkpoints' offsets are committed (the ingest consumer)."""
-        self._in_flight: asyncio.Task[bool] | None = None
-
-    def start(self) -> None:
-        """Deliver the outbox in the background: records go on being processed while the
-        broker acknowledges (a delivery is 2-3 round trips, ~0.1 s under load, during which the
-        whole ingest loop used to wait). Whoever cuts next calls :meth:`settled` first."""
-        assert self._in_flight is None, "one delivery at a time"
-        self._in_flight = asyncio.create_task(self.deliver())
-
-    async def settled(self) -> None:
-        """Wait for the delivery started by :meth:`start`, if any (a failed one left its
-        records in the outbox, for the next :meth:`deliver`)."""
-        task, self._in_flight = self._in_flight, None
-        if task is not None:
-            await task
 
     def cut(self, tp: TopicPartition, processor: PartitionProcessor, now: float) -> None:
         """Move one partition's dead letters, links, forwards, signals and checkpoint into the
@@ -155,7 +138,7 @@ class Delivery:
             self.outbox.before.append(Record(topology.signals, orjson.dumps(signal), key.encode()))
         checkpoint = processor.take_checkpoint(now)
         if checkpoint is not None:
-            self.outbox.checkpoints.append((checkpoint, self._checkpoint_record(checkpoint)))
+            self.outbox.checkpoints.append(checkpoint)
 
     async def deliver(self) -> bool:
         """Send the outbox: dead letters and links, then checkpoints, then commit offsets.
@@ -169,7 +152,7 @@ class Delivery:
                 await self._send_all(outbox.before)
                 outbox.before = []
             if outbox.checkpoints:
-                await self._send_all([record for _, record in outbox.checkpoints])
+                await self._send_all([self._checkpoint_record(c) for c in outbox.checkpoints])
         except KafkaError as error:
             self.health.broker_connected.set(0)
             log.warning("delivery failed (%s); retrying with the next flush", type(error).__name__)
@@ -177,9 +160,7 @@ class Delivery:
         delivered, outbox.checkpoints = outbox.checkpoints, []
         self.health.checkpoints.inc(len(delivered))
         offsets = {
-            TopicPartition(c.topic, c.partition): c.next_offset
-            for c, _ in delivered
-            if c.next_offset
+            TopicPartition(c.topic, c.partition): c.next_offset for c in delivered if c.next_offset
         }
         if offsets and self.commit is not None:
             try:
@@ -190,7 +171,6 @@ class Delivery:
 
     async def drain(self) -> None:
         """Before partitions change hands, everything cut so far must be in the log."""
-        await self.settled()
         while self.outbox and not await self.deliver():
             await asyncio.sleep(1.0)
 

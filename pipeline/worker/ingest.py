@@ -124,7 +124,7 @@ class Ingest:
                     self._process(internal, batch, now)
                     if now - last_flush >= settings.flush_interval:
                         await self._skip_markers(consumer)
-                        await self.flush(list(self.owned), now, wait=False)
+                        await self.flush(list(self.owned), now)
                         last_flush = now
                         self._update_lag(consumer)
         finally:
@@ -226,17 +226,14 @@ class Ingest:
                 continue  # no valid position right now (being reset or revoked): next time
             processor.position = max(processor.position, position)
 
-    async def flush(self, tps: list[TopicPartition], now: float, *, wait: bool = True) -> None:
-        """Cut one checkpoint per partition that progressed, then deliver the outbox (``wait``
-        False: in the background, see :meth:`Delivery.start`).
+    async def flush(self, tps: list[TopicPartition], now: float) -> None:
+        """Cut one checkpoint per partition that progressed, then deliver the outbox.
 
-        Nothing new is cut while an earlier outbox is undelivered (one in flight, or a broker
-        outage): records keep accumulating in the processors and their next checkpoint covers
-        them, so each partition has at most one checkpoint in flight and their order cannot
-        change.
+        Nothing new is cut while an earlier outbox is undelivered (a broker outage): records
+        keep accumulating in the processors and their next checkpoint covers them, so each
+        partition has at most one checkpoint in flight and their order cannot change.
         """
         delivery = self.delivery
-        await delivery.settled()
         if delivery.outbox and not await delivery.deliver():
             return
         for tp in tps:
@@ -244,10 +241,7 @@ class Ingest:
             settlement = self.settlements.get(tp.topic)
             processor.tick(now, None if settlement is None else settlement.settled_at)
             delivery.cut(tp, processor, now)
-        if wait:
-            await delivery.deliver()
-        else:
-            delivery.start()
+        await delivery.deliver()
 
     async def _final_flush(self) -> None:
         async with self.lock:
