@@ -34,13 +34,23 @@
    non-UTF-8, truncated JSON, wrong types, unknown types, NaN, oversized, deep nesting, bad
    keys), on a prefix of their own, drained by a fresh worker: records/s against the clean
    drain, and rejected == dead-lettered == garbage, reason by reason.
+11. **Placement** (``--placement-events``, 100 000; ``bench/placement.py``): the same events
+   placed by murmur2 and round-robin, each drained by a fresh worker: CPU per event of
+   misplaced input against home input.
+12. **Intake** (``--intake-events``, 30 000; ``bench/collector.py``): the HTTP collector
+   against producing the same events straight to Kafka.
+   Both run after the others on a broker of their own (the main one holds millions of records).
+
+``--cost-point`` runs only stages 1, 3, 4 and 5: a point of the cost curve (CPU µs/event, RSS)
+at sizes where the whole run would not fit in the embedded broker (``--events 3000000``), written
+as ``bench/results/costcurve-<stamp>.json``.
 
 Results: ``bench/results/<UTC stamp>.json`` (+ ``latest.json``), a PNG chart (+ ``latest.png``)
 and markdown tables on stdout, the last one our worker against every baseline (ratio, CPU µs per
 event). Code: ``bench/harness/`` is the plumbing every stage shares (broker, bare reads, CPU
-meters, child processes), ``bench/stages/`` one module per stage. ``--short`` is the CI smoke run (every stage on tiny sizes,
-< 60 s). ``--profile`` samples the worker with py-spy during the drain. Entry point:
-:func:`bench.run.main`.
+meters, child processes), ``bench/stages/`` one module per stage. ``--short`` is the CI smoke
+run (every stage but placement and intake, on tiny sizes, < 60 s). ``--profile`` samples the
+worker with py-spy during the drain. Entry point: :func:`bench.run.main`.
 """
 
 from __future__ import annotations

@@ -235,14 +235,16 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
 # --- the run ---------------------------------------------------------------------------------
 
 
-async def measure(bootstrap: str, total: int) -> dict[str, Any]:
+async def measure(
+    bootstrap: str, total: int, *, repeats: int = REPEATS, paced_seconds: float = 5.0
+) -> dict[str, Any]:
     simulated = realistic_events(total, seed=7, history=20 * 3600, now=time.time())
     events = [e.value for e in simulated]
     results: dict[str, Any] = {"events": total, "machine": machine_info()}
     prefix = f"bc{uuid.uuid4().hex[:8]}."
     await create_source_topics(bootstrap, prefix, 4)
     results["direct_produce"] = _median(
-        [await direct_produce(bootstrap, prefix, simulated) for _ in range(REPEATS)]
+        [await direct_produce(bootstrap, prefix, simulated) for _ in range(repeats)]
     )
     servers: dict[str, Any] = {}
     for kind, sizes in (("aiohttp", BATCH_SIZES), ("starlette", (1, 500))):
@@ -251,17 +253,30 @@ async def measure(bootstrap: str, total: int) -> dict[str, Any]:
             for batch in sizes:
                 payloads = bodies(events[: min(total, 3000 * batch)], batch)
                 saturated = _median(
-                    [await saturate(url, payloads, batch, concurrency=8) for _ in range(REPEATS)]
+                    [await saturate(url, payloads, batch, concurrency=8) for _ in range(repeats)]
                 )
                 figures[str(batch)] = saturated
                 if kind == "aiohttp":
                     half = saturated["requests_per_s"] / 2
-                    figures[str(batch)]["half_load"] = await paced(url, payloads, half, 5.0)
+                    figures[str(batch)]["half_load"] = await paced(
+                        url, payloads, half, paced_seconds
+                    )
             servers[kind] = figures
     results["collector"] = servers
     best = servers["aiohttp"]["500"]["events_per_s"]
     results["batch_500_share_of_direct"] = best / results["direct_produce"]["events_per_s"]
     return results
+
+
+def intake(bootstrap: str | None, total: int, **options: Any) -> dict[str, Any]:
+    """:func:`measure` on ``bootstrap`` or on a fresh embedded broker of its own (how
+    ``python -m bench`` runs it: the main run's broker already holds millions of records)."""
+    with contextlib.ExitStack() as stack:
+        if not bootstrap:
+            from pipeline.kafka.broker import EmbeddedBroker
+
+            bootstrap = stack.enter_context(EmbeddedBroker()).bootstrap
+        return asyncio.run(measure(bootstrap, total, **options))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,13 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_starlette:
         serve_starlette()
         return 0
-    with contextlib.ExitStack() as stack:
-        bootstrap = args.bootstrap
-        if not bootstrap:
-            from pipeline.kafka.broker import EmbeddedBroker
-
-            bootstrap = stack.enter_context(EmbeddedBroker()).bootstrap
-        results = asyncio.run(measure(bootstrap, args.events))
+    results = intake(args.bootstrap, args.events)
     text = orjson.dumps(results, option=orjson.OPT_INDENT_2)
     out = (
         _ROOT

@@ -6,13 +6,15 @@ import argparse
 import os
 from pathlib import Path
 
+from bench.collector import BATCH_SIZES
 from pipeline.settings import parse_duration
 
 __all__ = ["RESULTS_DIR", "TANSU_RECORD_BUDGET", "broker_records", "parse_args"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-TANSU_RECORD_BUDGET = 3_000_000
-"""Tansu keeps every record in memory (~1.8 GB after 4M small ones): stay below this."""
+TANSU_RECORD_BUDGET = 3_500_000
+"""Tansu keeps every record in memory (~1.8 GB after 4M small ones): stay below this (a 3M
+``--cost-point`` with its latency stage holds ~3.3M)."""
 LATENCY_RATE_GUESS = 50_000
 """events/s the budget assumes for the latency stage's load (the pipeline stays below the
 raw ceiling, ~50k/s)."""
@@ -23,7 +25,12 @@ SHORT = {
     "latency_seconds": 3.0,
     "latency_rate": 1_000.0,
     "history": "2h",
+    "placement_events": 0,
+    "intake_events": 0,
 }
+"""``--short`` sizes; placement and intake are left out (each starts a broker and more workers
+or servers of its own: ~30 s more than CI's minute); ``--short --placement-events 2000`` etc.
+smoke-tests them."""
 
 
 NUMBERS: tuple[tuple[str, type, float | int | None, str], ...] = (
@@ -38,6 +45,20 @@ NUMBERS: tuple[tuple[str, type, float | int | None, str], ...] = (
     ("--scale-workers", int, 2, "workers of the scale-out stage, one consumer group"),
     ("--garbage-share", float, 0.1, "share of hostile records in the hostile stage's mix"),
     ("--hostile-events", int, None, "valid events of the hostile stage (default: all)"),
+    (
+        "--placement-events",
+        int,
+        100_000,
+        "events of the placement stage: murmur2 vs round-robin input (bench/placement.py), on "
+        "a broker of its own; 0 skips it",
+    ),
+    (
+        "--intake-events",
+        int,
+        30_000,
+        "events of the intake stage: the collector vs direct produce (bench/collector.py), on a "
+        "broker of its own; 0 skips it",
+    ),
     ("--seed", int, 1, "simulator seed"),
     ("--flush-interval", float, None, "the workers' CX_FLUSH_INTERVAL (default: the pipeline's)"),
     (
@@ -81,6 +102,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="sample the worker with py-spy during the drain (<stamp>.profile.txt)",
     )
+    parser.add_argument(
+        "--cost-point",
+        action="store_true",
+        help="only the prefill and the one-worker stages (drain, scrape cost, latency, memory): "
+        "a point of the cost curve (CPU µs/event and RSS against --events) at sizes the whole "
+        "run would not fit in the embedded broker, e.g. --events 3000000",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep broker/worker/Faust logs")
     parser.add_argument(
         "--no-peers",
@@ -99,6 +127,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--events must be at least 1000")
     if not 0 < args.latency_load <= 1:
         parser.error("--latency-load must be in (0, 1]")
+    if 0 < args.intake_events < max(BATCH_SIZES):
+        parser.error(f"--intake-events must be 0 or at least {max(BATCH_SIZES)} (one batch)")
     if args.scale_workers < 2:
         parser.error("--scale-workers must be at least 2")
     if not 0 < args.garbage_share <= 0.5:
@@ -113,8 +143,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def broker_records(args: argparse.Namespace) -> float:
-    """Records the embedded broker will hold: prefill, latency stage, hostile mix and its dead
-    letters (checkpoints and links are a few per partition and flush)."""
+    """Records the main run's embedded broker will hold: prefill, latency stage, hostile mix and
+    its dead letters (checkpoints and links are a few per partition and flush). Placement and
+    intake run on brokers of their own."""
     latency = args.latency_rate or args.latency_load * LATENCY_RATE_GUESS
+    prefill_and_latency = args.events + latency * args.latency_seconds
+    if args.cost_point:
+        return prefill_and_latency
     hostile = args.hostile_events / (1 - args.garbage_share)
-    return args.events + latency * args.latency_seconds + hostile + hostile * args.garbage_share
+    return prefill_and_latency + hostile + hostile * args.garbage_share

@@ -35,6 +35,8 @@ from bench.worker import WorkerProcess, worker_env
 from pipeline.kafka.topics import SOURCE_TOPICS
 from pipeline.settings import parse_duration
 
+__all__ = ["TARGET_RATIO", "compare", "main", "report"]
+
 TARGET_RATIO = 1.5
 
 
@@ -90,17 +92,25 @@ def measure(
     }
 
 
-def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
-    events = realistic_events(
-        args.events, seed=args.seed, history=parse_duration(args.history), now=time.time()
-    )
-    home = encode_events(events, args.partitions)
-    placements = {"murmur2": home, "round_robin": round_robin(home, args.partitions)}
-    results: dict[str, Any] = {"events": len(home), "partitions": args.partitions}
-    with _broker(args.bootstrap, log_dir) as (bootstrap, _):
+def compare(
+    bootstrap: str | None,
+    log_dir: Path,
+    *,
+    events: int,
+    partitions: int,
+    seed: int,
+    history: float,
+) -> dict[str, Any]:
+    """Both placements of the same ``events`` realistic events, each drained by a fresh worker,
+    on ``bootstrap`` or a fresh embedded broker (``python -m bench`` runs it this way too)."""
+    simulated = realistic_events(events, seed=seed, history=history, now=time.time())
+    home = encode_events(simulated, partitions)
+    placements = {"murmur2": home, "round_robin": round_robin(home, partitions)}
+    results: dict[str, Any] = {"events": len(home), "partitions": partitions}
+    with _broker(bootstrap, log_dir) as (address, _):
         for name, records in placements.items():
             print(f"[placement] {name}: draining {len(records):,} events", file=sys.stderr)
-            results[name] = measure(bootstrap, records, args.partitions, log_dir, name)
+            results[name] = measure(address, records, partitions, log_dir, name)
             results[name]["misplaced_share"] = misplaced_share(records, home)
     murmur2, scattered = results["murmur2"], results["round_robin"]
     ratio = scattered["worker_cpu_us_per_event"] / murmur2["worker_cpu_us_per_event"]
@@ -139,7 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-placement-") as logs:
-        results = run(args, Path(logs))
+        results = compare(
+            args.bootstrap,
+            Path(logs),
+            events=args.events,
+            partitions=args.partitions,
+            seed=args.seed,
+            history=parse_duration(args.history),
+        )
     print(report(results))
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2))

@@ -13,7 +13,14 @@ from typing import Any
 import orjson
 import psutil
 
-__all__ = ["machine_info", "markdown_table", "write_chart", "write_results"]
+__all__ = [
+    "cost_point_table",
+    "machine_info",
+    "markdown_table",
+    "side_rows",
+    "write_chart",
+    "write_results",
+]
 
 
 def _cpu_model() -> str:
@@ -65,13 +72,16 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def write_results(results: dict[str, Any], out_dir: Path, stamp: str) -> Path:
-    """``<out_dir>/<stamp>.json`` and a copy as ``latest.json``; returns the first."""
+def write_results(
+    results: dict[str, Any], out_dir: Path, stamp: str, *, latest: bool = True
+) -> Path:
+    """``<out_dir>/<stamp>.json`` and (``latest``) a copy as ``latest.json``; returns the first."""
     out_dir.mkdir(parents=True, exist_ok=True)
     data = orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n"
     path = out_dir / f"{stamp}.json"
     path.write_bytes(data)
-    (out_dir / "latest.json").write_bytes(data)
+    if latest:
+        (out_dir / "latest.json").write_bytes(data)
     return path
 
 
@@ -202,6 +212,70 @@ def _hostile_rows(results: dict[str, Any]) -> list[Row]:
     ]
 
 
+def side_rows(results: dict[str, Any]) -> list[Row]:
+    """Placement and intake stages, when the run had them (each on a broker of its own)."""
+    rows: list[Row] = []
+    if "placement" in results:
+        place = results["placement"]
+        murmur2, scattered = place["murmur2"], place["round_robin"]
+        rows.append(
+            (
+                f"1 worker, round-robin input ({scattered['misplaced_share']:.0%} misplaced)",
+                _rate(scattered["events_per_s"]),
+                f"**{place['cpu_per_event_ratio']:.2f}× the CPU per event of murmur2 input** "
+                f"({scattered['worker_cpu_us_per_event']:.1f} vs "
+                f"{murmur2['worker_cpu_us_per_event']:.1f} µs; murmur2 "
+                f"{_rate(murmur2['events_per_s'])} events/s), {place['events']:,} events, "
+                f"{place['partitions']} partitions per topic, a broker of its own",
+            )
+        )
+    if "intake" in results:
+        intake = results["intake"]
+        served = intake["collector"]["aiohttp"]
+        batches = ", ".join(
+            f"batch {size}: {_rate(figures['events_per_s'])}/s"
+            + (
+                f" (p99 {figures['half_load']['p99_ms']:.0f} ms at half load)"
+                if "half_load" in figures
+                else ""
+            )
+            for size, figures in served.items()
+        )
+        rows.append(
+            (
+                "collector (HTTP intake), batches of 500",
+                _rate(served["500"]["events_per_s"]),
+                f"**{intake['batch_500_share_of_direct']:.2f}× direct produce** "
+                f"({_rate(intake['direct_produce']['events_per_s'])} events/s); {batches}; "
+                f"{intake['events']:,} events, a broker of its own",
+            )
+        )
+    return rows
+
+
+def cost_point_table(results: dict[str, Any]) -> str:
+    """One point of the cost curve (``--cost-point``): CPU per event and RSS at this size."""
+    p, pipe, mem, lat = (
+        results["parameters"],
+        results["pipeline"],
+        results["memory"],
+        results["latency"],
+    )
+    progress = " / ".join(f"{x['rss_mb']:.0f}" for x in mem["rss_by_progress"])
+    return "\n".join(
+        [
+            "| events | worker events/s | CPU µs/event | RSS after drain | RSS at 25/50/75/100 % "
+            "| latency p50 / p99 | other processes |",
+            "| ---: | ---: | ---: | ---: | --- | --- | ---: |",
+            f"| {p['events']:,} | {_rate(pipe['events_per_s'])} | "
+            f"{pipe['worker_cpu_us_per_event']:.1f} | {mem['rss_after_drain_mb']:.0f} MB | "
+            f"{progress} MB | {lat['p50_ms']:.0f} / {lat['p99_ms']:.0f} ms at "
+            f"{_rate(lat['target_events_per_s'])} events/s | "
+            f"{pipe.get('other_busy_cores', 0):.2f} cores |",
+        ]
+    )
+
+
 def markdown_table(results: dict[str, Any]) -> str:
     """The README table: throughput per stage, ratios, latency, memory."""
     p = results["parameters"]
@@ -266,6 +340,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         ),
         *_scale_out_rows(results),
         *_hostile_rows(results),
+        *side_rows(results),
         ("**Faust agent, untuned** + `decode_record`", _rate(naive["events_per_s"]), naive_note),
         *_peer_rows(results),
         (

@@ -13,10 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import collector, placement
 from bench.harness import BaselineFailed, broker, say
 from bench.harness.context import Run
 from bench.options import TANSU_RECORD_BUDGET, broker_records, parse_args
-from bench.report import machine_info, markdown_table, write_chart, write_results
+from bench.report import (
+    cost_point_table,
+    machine_info,
+    markdown_table,
+    write_chart,
+    write_results,
+)
 from bench.stages.ceiling import CeilingMode, raw_ceiling
 from bench.stages.faust_agent import faust_baseline
 from bench.stages.hostile import hostile
@@ -26,7 +33,7 @@ from bench.stages.worker import pinned_drain, prefill, worker_stages
 from pipeline.kafka.topics import SOURCE_TOPICS
 from pipeline.settings import Settings, format_duration
 
-__all__ = ["comparison", "main", "run"]
+__all__ = ["comparison", "main", "run", "side_stages"]
 
 
 def _raw(run: Run, mode: CeilingMode) -> dict[str, float]:
@@ -95,29 +102,34 @@ def comparison(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
-    """Every stage in order; returns the results document (without writing anything)."""
-    began = time.perf_counter()
-    results: dict[str, Any] = {"machine": machine_info()}
-    tag = uuid.uuid4().hex[:8]
-    with broker(args.bootstrap, log_dir) as (bootstrap, broker_pid):
-        stages = Run(args, bootstrap, f"bench{tag}.", tag, log_dir, broker_pid)
-        results["prefill"] = prefill(stages)
-        say("ceilings: aiokafka consume only, + orjson.loads, + decode_record")
-        results["raw_consume"] = _raw(stages, "consume")
-        results["raw_orjson"] = _raw(stages, "orjson")
-        results["raw_ceiling"] = ceiling = _raw(stages, "decode")
-        say(f"  ceiling {ceiling['events_per_s']:,.0f} events/s")
-        results |= worker_stages(stages)
-        results["pipeline_pinned"] = pinned_drain(stages, results["pipeline"])
-        in_topics = args.events + results["latency"]["events"]
-        results["scale_out"] = scale_out(stages, in_topics, results["pipeline"])
-        results["naive"] = naive = faust_baseline(stages, "untuned", None)
-        if not args.no_peers:
-            results |= _peers(stages, results["prefill"]["topics"].get("surveys", 0))
-        results["hostile"] = hostile(stages, results["pipeline"])
+def side_stages(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    """Placement (murmur2 vs round-robin input) and intake (collector vs direct produce), each on
+    a broker of its own (or ``--bootstrap``): the main broker already holds millions of records.
+    Their code lives in ``bench/placement.py`` and ``bench/collector.py``, runnable alone too."""
+    results: dict[str, Any] = {}
+    if args.placement_events:
+        say(f"placement: murmur2 vs round-robin input, {args.placement_events:,} events each")
+        results["placement"] = placement.compare(
+            args.bootstrap,
+            log_dir,
+            events=args.placement_events,
+            partitions=args.partitions,
+            seed=args.seed,
+            history=args.history_seconds,
+        )
+    if args.intake_events:
+        say(f"intake: the collector vs direct produce, {args.intake_events:,} events")
+        options = {"repeats": 1, "paced_seconds": 1.0} if args.short else {}
+        figures = collector.intake(args.bootstrap, args.intake_events, **options)
+        figures.pop("machine", None)  # the run's own machine info covers it
+        results["intake"] = figures
+    return results
+
+
+def _ratios(results: dict[str, Any]) -> dict[str, float]:
     pipeline = results["pipeline"]["events_per_s"]
-    results["ratios"] = {
+    ceiling, naive = results["raw_ceiling"], results["naive"]
+    return {
         "pipeline_vs_consume": pipeline / results["raw_consume"]["events_per_s"],
         "pipeline_vs_ceiling": pipeline / ceiling["events_per_s"],
         "pipeline_vs_naive": pipeline / naive["events_per_s"],
@@ -126,11 +138,12 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         "hostile_vs_clean": results["hostile"]["vs_clean"],
         "pinned_vs_unpinned": results["pipeline_pinned"]["vs_unpinned"],
     }
-    results["comparison"] = comparison(results)
-    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    results["parameters"] = {
+
+
+def _parameters(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
+    return {
         "events": args.events,
-        "naive_events": naive["events"],
+        "naive_events": results["naive"]["events"] if "naive" in results else None,
         "latency_seconds": args.latency_seconds,
         "latency_load": args.latency_load,
         "latency_rate": results["latency"]["target_events_per_s"],
@@ -140,6 +153,8 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         "scale_workers": args.scale_workers,
         "garbage_share": args.garbage_share,
         "hostile_events": args.hostile_events,
+        "placement_events": args.placement_events,
+        "intake_events": args.intake_events,
         "history": format_duration(args.history_seconds),
         "seed": args.seed,
         "flush_interval": args.flush_interval or Settings().flush_interval,
@@ -147,9 +162,42 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         "pin_cpu": args.pin_cpu,
         "peers": not args.no_peers,
         "short": args.short,
+        "cost_point": args.cost_point,
         "profiled": args.profile,
         "broker": "external" if args.bootstrap else "embedded Tansu",
     }
+
+
+def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    """Every stage in order (``--cost-point``: prefill and the one-worker stages only); returns
+    the results document (without writing anything)."""
+    began = time.perf_counter()
+    results: dict[str, Any] = {"machine": machine_info()}
+    tag = uuid.uuid4().hex[:8]
+    with broker(args.bootstrap, log_dir) as (bootstrap, broker_pid):
+        stages = Run(args, bootstrap, f"bench{tag}.", tag, log_dir, broker_pid)
+        results["prefill"] = prefill(stages)
+        if not args.cost_point:
+            say("ceilings: aiokafka consume only, + orjson.loads, + decode_record")
+            results["raw_consume"] = _raw(stages, "consume")
+            results["raw_orjson"] = _raw(stages, "orjson")
+            results["raw_ceiling"] = ceiling = _raw(stages, "decode")
+            say(f"  ceiling {ceiling['events_per_s']:,.0f} events/s")
+        results |= worker_stages(stages)
+        if not args.cost_point:
+            results["pipeline_pinned"] = pinned_drain(stages, results["pipeline"])
+            in_topics = args.events + results["latency"]["events"]
+            results["scale_out"] = scale_out(stages, in_topics, results["pipeline"])
+            results["naive"] = faust_baseline(stages, "untuned", None)
+            if not args.no_peers:
+                results |= _peers(stages, results["prefill"]["topics"].get("surveys", 0))
+            results["hostile"] = hostile(stages, results["pipeline"])
+    if not args.cost_point:
+        results |= side_stages(args, log_dir)
+        results["ratios"] = _ratios(results)
+        results["comparison"] = comparison(results)
+    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["parameters"] = _parameters(args, results)
     results["wall_seconds"] = time.perf_counter() - began
     return results
 
@@ -177,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         shutil.rmtree(log_dir, ignore_errors=True)
     results = {"timestamp": stamp, "parameters": results.pop("parameters"), **results}
+    if args.cost_point:  # a point of the cost curve, not a run to compare stages with
+        path = write_results(results, args.out, f"costcurve-{stamp}", latest=False)
+        say(f"results: {path}")
+        print(cost_point_table(results))
+        return 0
     path = write_results(results, args.out, stamp)
     chart = args.out / f"{stamp}.png"
     write_chart(results, chart)

@@ -14,6 +14,9 @@ import orjson
 import pytest
 
 from bench import main
+from bench.options import parse_args
+from bench.report import side_rows
+from bench.run import side_stages
 
 pytestmark = pytest.mark.integration
 
@@ -150,3 +153,32 @@ def assert_hostile(hostile: dict, events: int) -> None:
     assert hostile["duplicates"] == 0
     # the hand-picked kinds are always in the mix, however short the run
     assert {"too_large", "not_an_object", "unknown_event_type"} <= set(hostile["rejected_reasons"])
+
+
+def test_placement_and_intake_stages_report_through_the_main_harness(tmp_path: Path) -> None:
+    """The placement and intake stages, reached from ``python -m bench``'s options, write their
+    figures into the run's document and rows into its table (tiny sizes: counts, not speed)."""
+    args = parse_args(["--short", "--placement-events", "2000", "--intake-events", "1000"])
+    results = side_stages(args, tmp_path)
+
+    place = results["placement"]
+    assert place["events"] == 2000
+    assert place["murmur2"]["misplaced_counted"] == 0
+    # round-robin over 8 partitions: most records land off their key's partition and are
+    # forwarded; every one of them counted as misplaced, none lost
+    share = place["round_robin"]["misplaced_share"]
+    assert 0.5 < share < 1
+    assert place["round_robin"]["misplaced_counted"] == round(share * 2000)
+    assert place["cpu_per_event_ratio"] > 0
+
+    intake = results["intake"]
+    assert intake["events"] == 1000
+    assert intake["direct_produce"]["events"] == 1000
+    assert set(intake["collector"]["aiohttp"]) == {"1", "20", "500"}
+    assert intake["collector"]["aiohttp"]["500"]["half_load"]["requests"] >= 20
+
+    rows = [row[0] for row in side_rows(results)]
+    assert rows == [
+        f"1 worker, round-robin input ({share:.0%} misplaced)",
+        "collector (HTTP intake), batches of 500",
+    ]
