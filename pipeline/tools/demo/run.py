@@ -35,7 +35,14 @@ from pipeline.tools.demo.screen import DemoScreen
 from pipeline.tools.demo.signal_reader import SignalReader
 from pipeline.tools.demo.signals import SignalTally
 from pipeline.tools.demo.view_model import Section
-from pipeline.tools.simulate import HttpSink, SlaSpike, TtrSpike, parse_sla_spike, parse_ttr_spike, run_live
+from pipeline.tools.simulate import (
+    HttpSink,
+    SlaSpike,
+    TtrSpike,
+    parse_sla_spike,
+    parse_ttr_spike,
+    run_live,
+)
 from pipeline.worker.service import Worker
 
 REFRESH = 1.0
