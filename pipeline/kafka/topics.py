@@ -95,8 +95,10 @@ async def ensure_topics(settings: Settings) -> None:
             admin, settings, [checkpoint_topic(settings)], settings.source_partitions, configs
         )
         await _create_missing(admin, settings, [snapshot_topic(settings)], 1, configs)
-        mirrors = {settings.topic("carts"): link_topic(settings), **repartition_topics(settings)}
-        for source, mirror in mirrors.items():
+        # pairs, not a dict: cx.carts has two mirrors (its links and its repartition topic)
+        mirrors = [(settings.topic("carts"), link_topic(settings))]
+        mirrors += repartition_topics(settings).items()
+        for source, mirror in mirrors:
             await _create_mirror(admin, settings, source, mirror)
     finally:
         await admin.close()

@@ -279,3 +279,33 @@ async def test_wait_until_ready_times_out_with_clear_error() -> None:
         with pytest.raises(BrokerError, match=rf"127\.0\.0\.1:{port} not ready after 0\.5s"):
             await wait_until_ready(f"127.0.0.1:{port}", timeout=0.5)
     assert time.monotonic() - started < 5
+
+
+async def test_ensure_topics_creates_every_mirror_with_its_sources_partitions(
+    broker, unique_name: Callable[[str], str]
+) -> None:
+    """cx.carts has two mirrors (links, repartition): both exist, with its partition count, before
+    anything is produced. A broker that auto-creates a missing one (Tansu: 4 partitions) would
+    leave links of cart partitions >= 4 nowhere, and the carts barrier would never settle."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from pipeline.kafka.topics import ensure_topics, link_topic, repartition_topics
+    from pipeline.settings import Settings
+
+    name = unique_name("mirrors")
+    settings = Settings(
+        bootstrap_servers=broker.bootstrap,
+        topic_prefix=f"{name}.",
+        app_id=name,
+        source_partitions=6,
+    )
+    await ensure_topics(settings)
+    mirrors = {link_topic(settings), *repartition_topics(settings).values()}
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(sorted(mirrors))
+    finally:
+        await admin.close()
+    counts = {topic["topic"]: len(topic["partitions"]) for topic in described}
+    assert counts == dict.fromkeys(mirrors, 6)
