@@ -29,6 +29,7 @@ from pipeline.tools.demo.signals import SignalTally
 from pipeline.tools.demo.trend import RateMeter, Trends, sparkline
 from pipeline.tools.demo.view_model import (
     SECTIONS,
+    Line,
     Reading,
     build_sections,
     dead_letter_ratio,
@@ -37,6 +38,7 @@ from pipeline.tools.demo.view_model import (
     http_intake,
     pipeline_health,
     signals,
+    sla_lines,
     survey_weighted,
     ttr_alerts,
 )
@@ -59,6 +61,8 @@ groups:
           cx:ticket_resolutions_by_channel:increase30m >= 7
       - alert: CXPipelineDeadLetterRateHigh
         expr: cx:events_dead_letter_by_topic:ratio_rate10m > 0.2
+      - alert: CXUrgentTicketsAtRisk
+        expr: cx:tickets_at_risk_by_kind_priority:sum{priority="urgent"} >= 7
 """
 
 
@@ -69,6 +73,7 @@ def test_thresholds_are_read_from_the_rules_expressions():
         ttr_spike_factor=1.5,
         ttr_spike_min_resolutions=7,
         dead_letter_ratio=0.2,
+        urgent_at_risk=7,
     )
 
 
@@ -78,6 +83,7 @@ def test_the_shipped_rule_file_has_the_shape_the_demo_reads():
     assert f"> {thresholds.ttr_high_seconds:g}" in text
     assert f"> {thresholds.ttr_spike_factor:g} * cx:ttr_seconds_by_channel:p90_24h" in text
     assert f"> {thresholds.dead_letter_ratio:g}" in text
+    assert f'{{priority="urgent"}} >= {thresholds.urgent_at_risk:g}' in text
 
 
 def test_a_missing_or_reshaped_rule_is_named():
@@ -94,6 +100,7 @@ LIMITS = AlertThresholds(
     ttr_spike_factor=2,
     ttr_spike_min_resolutions=10,
     dead_letter_ratio=0.05,
+    urgent_at_risk=5,
 )
 
 
@@ -225,8 +232,35 @@ def test_ttr_alerts_evaluate_the_rule_thresholds_per_channel():
     assert ttr_line.alert == "; ".join(alerts)
     # worst ratio to baseline among channels with the spike rule's volume: b (d is too quiet)
     assert support.lines[1].value == pytest.approx(800 / 300)
-    calm = AlertThresholds(5000, 5, 10, 10, 0.05)
+    calm = AlertThresholds(5000, 5, 10, 10, 0.05, 5)
     assert ttr_alerts(Scrape(shop()), "5m", "24h", calm) == []
+
+
+def test_sla_lines_show_the_worst_kind_and_highlight_urgent_at_risk_at_the_rule_limit():
+    def sla(urgent_first_response: float) -> list[Line]:
+        families = [
+            gauge(
+                "cx_sla_attainment_ratio",
+                ["window", "kind"],
+                [(["5m", "first_response"], 0.6), (["5m", "resolution"], 0.9), (["1h", "x"], 0.1)],
+            ),
+            gauge(
+                "cx_tickets_at_risk_by_priority",
+                ["kind", "priority"],
+                [
+                    (["first_response", "urgent"], urgent_first_response),
+                    (["resolution", "urgent"], 1),
+                    (["first_response", "low"], 40),
+                ],
+            ),
+        ]
+        return sla_lines(Reading(Scrape(families), "5m", "5m", "24h", thresholds=LIMITS))
+
+    attainment, at_risk = sla(LIMITS.urgent_at_risk - 1)
+    assert (attainment.value, attainment.note) == (0.6, "worst: first_response")
+    assert (at_risk.value, at_risk.alert) == (LIMITS.urgent_at_risk - 1, None)
+    _, at_risk = sla(LIMITS.urgent_at_risk)
+    assert at_risk.alert == "CXUrgentTicketsAtRisk: first_response"
 
 
 def test_dead_letter_alert_is_strictly_above_the_limit():

@@ -23,6 +23,7 @@ RULE_FILE = (
 TTR_HIGH = "CXTicketResolutionTimeHigh"
 TTR_SPIKE = "CXTicketResolutionTimeSpike"
 DEAD_LETTERS = "CXPipelineDeadLetterRateHigh"
+URGENT_AT_RISK = "CXUrgentTicketsAtRisk"
 
 _NUMBER = r"([0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?)"
 _RANGE = r"[0-9]+[smhd]"
@@ -36,6 +37,7 @@ _PATTERNS: dict[str, dict[str, str]] = {
         "min_resolutions": rf"increase{_RANGE}\s*>=\s*{_NUMBER}",
     },
     DEAD_LETTERS: {"limit": rf"ratio_rate10m\s*>\s*{_NUMBER}"},
+    URGENT_AT_RISK: {"limit": rf"priority=\"urgent\"\}}\s*>=\s*{_NUMBER}"},
 }
 
 
@@ -50,10 +52,11 @@ class AlertThresholds:
     ttr_spike_factor: float
     ttr_spike_min_resolutions: float
     dead_letter_ratio: float
+    urgent_at_risk: float
 
 
 def parse_thresholds(text: str) -> AlertThresholds:
-    """The thresholds of the three rules the demo evaluates, from the rule file's YAML text."""
+    """The thresholds of the rules the demo evaluates, from the rule file's YAML text."""
     exprs = _exprs(yaml.safe_load(text))
     found: dict[str, dict[str, float]] = {}
     for alert, patterns in _PATTERNS.items():
@@ -71,6 +74,7 @@ def parse_thresholds(text: str) -> AlertThresholds:
         ttr_spike_factor=found[TTR_SPIKE]["factor"],
         ttr_spike_min_resolutions=found[TTR_SPIKE]["min_resolutions"],
         dead_letter_ratio=found[DEAD_LETTERS]["limit"],
+        urgent_at_risk=found[URGENT_AT_RISK]["limit"],
     )
 
 

@@ -24,6 +24,7 @@ from pipeline.tools.demo.alert_rules import (
     DEAD_LETTERS,
     TTR_HIGH,
     TTR_SPIKE,
+    URGENT_AT_RISK,
     AlertThresholds,
 )
 from pipeline.tools.demo.scrape import Scrape
@@ -214,6 +215,27 @@ def support(r: Reading) -> list[Line]:
         Line("resolved", s.total("cx_tickets_resolved", window=r.window), "count"),
         Line("reopened", s.total("cx_tickets_reopened", window=r.window), "count"),
         Line("open tickets (now)", s.total("cx_tickets_open"), "count"),
+        *sla_lines(r),
+    ]
+
+
+def sla_lines(r: Reading) -> list[Line]:
+    """Worst SLA attainment and urgent tickets at risk, each by kind (first response or
+    resolution), the latter highlighted at the CXUrgentTicketsAtRisk rule's threshold."""
+    s = r.scrape
+    attainment = s.by("cx_sla_attainment_ratio", "kind", window=r.window)
+    worst = min(attainment.items(), key=lambda item: item[1]) if attainment else None
+    at_risk = s.by("cx_tickets_at_risk_by_priority", "kind", priority="urgent")
+    most = max(at_risk.items(), key=lambda item: item[1]) if at_risk else None
+    limit = r.thresholds.urgent_at_risk if r.thresholds else None
+    alert = (
+        f"{URGENT_AT_RISK}: {most[0]}"
+        if most is not None and limit is not None and most[1] >= limit
+        else None
+    )
+    return [
+        _worst_line("SLA attainment", worst, "ratio"),
+        _worst_line("urgent at risk (now)", most, "count", alert=alert),
     ]
 
 
