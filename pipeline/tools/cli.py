@@ -93,6 +93,11 @@ async def with_broker(stack: AsyncExitStack, settings: Settings, console: Any = 
     return settings.model_copy(update=update)
 
 
+_broker_deaths: list[str] = []
+"""What :class:`_broker_watch` saw; read by :func:`run_async` even when a shutdown step on the
+way out replaced the cancellation (and its message) with one of its own."""
+
+
 class _broker_watch:
     """Cancels the main task with BrokerDied if the embedded broker process exits."""
 
@@ -106,8 +111,10 @@ class _broker_watch:
         async def watch() -> None:
             while self.broker.returncode() is None:
                 await asyncio.sleep(0.2)
+            message = f"embedded broker exited with code {self.broker.returncode()}"
+            _broker_deaths.append(message)
             if main is not None:
-                main.cancel(f"embedded broker exited with code {self.broker.returncode()}")
+                main.cancel(message)
 
         self.task = asyncio.get_running_loop().create_task(watch())
         return self
@@ -129,14 +136,14 @@ def run_async(main: Any) -> None:
 
     try:
         asyncio.run(runner())
-    except asyncio.CancelledError as cancelled:
-        message = " ".join(str(a) for a in cancelled.args)
-        if "embedded broker exited" in message:
-            typer.echo(f"cxpipe: {message}; stopping.", err=True)
-            raise typer.Exit(1) from None
+    except asyncio.CancelledError:
+        pass
     except BrokerDied as died:
         typer.echo(f"cxpipe: {died}", err=True)
         raise typer.Exit(1) from None
+    if _broker_deaths:
+        typer.echo(f"cxpipe: {_broker_deaths[-1]}; stopping.", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()
