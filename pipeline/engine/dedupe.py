@@ -65,22 +65,25 @@ class IdStore:
     def seen(self, hashed: int) -> bool:
         return hashed in self._seen
 
-    def add(self, hashed: int, time: float) -> None:
-        minute = int(time // MINUTE)
-        if self._remember(hashed, minute):
-            added = self._added.get(minute)
-            if added is None:
-                added = self._added[minute] = array("Q")
-            added.append(hashed)
+    def admit(self, hashed: int, time: float) -> bool:
+        """Remember ``hashed`` as seen at event time ``time``; False if it was seen already.
 
-    def _remember(self, hashed: int, minute: int) -> bool:
-        if hashed in self._seen:
+        One call and one set probe per event (the hot path): a separate ``seen`` then ``add``
+        probed the set twice.
+        """
+        seen = self._seen
+        if hashed in seen:
             return False
-        self._seen.add(hashed)
+        seen.add(hashed)
+        minute = int(time // MINUTE)
         bucket = self._by_minute.get(minute)
         if bucket is None:
             bucket = self._by_minute[minute] = array("Q")
         bucket.append(hashed)
+        added = self._added.get(minute)
+        if added is None:
+            added = self._added[minute] = array("Q")
+        added.append(hashed)
         return True
 
     def expire(self, now: float) -> None:

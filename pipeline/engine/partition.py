@@ -169,12 +169,10 @@ class PartitionProcessor:
             )
             self.out.count("rejected", (self.topic_name, rejected.reason))
             return
-        hashed = id_hash(event.event_id)
-        if self.ids.seen(hashed) or self._seen_legacy(event.event_id):
+        time = event.ts
+        if self._seen_legacy(event.event_id) or not self.ids.admit(id_hash(event.event_id), time):
             self.out.count("duplicate", (self.topic_name,))
             return
-        time = event.ts
-        self.ids.add(hashed, time)
         self.out.count("events", (self.topic_name, event.event_type))
         if now - time > settings.longest_window:
             self.out.count("late", (self.topic_name,))

@@ -113,7 +113,15 @@ class MetricsServer:
             self._runner = None
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.health.registry) + self.view_text.text()
+        """Everything, or with ``?name[]=...`` only those samples, as prometheus_client's own
+        exposition does: a poller that needs a few counters does not pay for the whole view."""
+        names = request.query.getall("name[]", [])
+        if names:
+            wanted = frozenset(names)
+            restricted = self.health.registry.restricted_registry(wanted)
+            body = generate_latest(restricted) + self.view_text.text_of(wanted)
+        else:
+            body = generate_latest(self.health.registry) + self.view_text.text()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, request: web.Request) -> web.Response:

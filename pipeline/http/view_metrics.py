@@ -3,7 +3,7 @@ re-rendered only when it can have changed."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -29,6 +29,22 @@ PIPELINE_COUNTERS = (
         ["topic"],
     ),
 )
+
+
+PIPELINE_SAMPLES = frozenset(f"{name}_total" for _, name, _, _ in PIPELINE_COUNTERS)
+"""Sample names of :data:`PIPELINE_COUNTERS`: a scrape asking for these only skips the CX
+families (what pollers of progress, like the benchmark, ask for)."""
+
+
+def only_samples(families: Iterable[Metric], names: frozenset[str]) -> Iterator[Metric]:
+    """The families with only the samples ``names`` lists, empty ones left out: what
+    prometheus_client's ``restricted_registry`` (``/metrics?name[]=...``) gives."""
+    for family in families:
+        samples = [sample for sample in family.samples if sample.name in names]
+        if samples:
+            picked = Metric(family.name, family.documentation, family.type, family.unit)
+            picked.samples = samples
+            yield picked
 
 
 def pipeline_counters(view: View, now: float) -> Iterator[Metric]:
@@ -90,3 +106,15 @@ class ViewExposition:
             self._text = self.renderer.render(collector.families(now))
             self._key = key
         return self._text
+
+    def text_of(self, names: frozenset[str]) -> bytes:
+        """Only the samples ``names`` lists (``/metrics?name[]=...``); the CX families are not
+        even computed when only pipeline counters are asked for."""
+        collector = self.collector
+        if not collector.ready():
+            return b""
+        view, now = collector.view, collector.clock()
+        families = (
+            pipeline_counters(view, now) if names <= PIPELINE_SAMPLES else collector.families(now)
+        )
+        return self.renderer.render(only_samples(families, names))

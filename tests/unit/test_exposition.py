@@ -24,7 +24,7 @@ from pipeline.engine.checkpoint import Checkpoint
 from pipeline.engine.partition import PartitionProcessor
 from pipeline.engine.view import View
 from pipeline.http.render import TextRenderer
-from pipeline.http.view_metrics import ViewCollector, ViewExposition
+from pipeline.http.view_metrics import PIPELINE_SAMPLES, ViewCollector, ViewExposition
 from pipeline.settings import Settings
 from pipeline.worker.handlers import make_handler
 
@@ -138,3 +138,61 @@ def test_view_text_is_exact_at_every_scrape_while_the_view_and_the_clock_move() 
 def test_view_text_is_empty_until_ready() -> None:
     view = View(window_specs((300,)))
     assert ViewExposition(view, lambda: NOW, lambda: False).text() == b""
+
+
+def test_name_filter_gives_exactly_prometheus_clients_restricted_scrape() -> None:
+    """``/metrics?name[]=...``: the pipeline-counter shortcut and the general path must both
+    equal prometheus_client's ``restricted_registry`` over the full collector."""
+    settings_ = Settings(bootstrap_servers="unused:9092")
+    view = View(window_specs(settings_.window_seconds))
+    records = encode_events(realistic_events(3000, seed=5, history=3 * 3600, now=NOW), 1)
+    processors = {
+        topic: PartitionProcessor(
+            topic=topic,
+            topic_name=f"cx.{topic}",
+            partition=0,
+            handler=make_handler(topic, settings_),
+            settings=settings_,
+        )
+        for topic in ("carts", "orders", "tickets", "surveys")
+    }
+    for offset, record in enumerate(records):
+        processors[record.topic].process(offset, record.key, record.value, (), NOW)
+    for processor in processors.values():
+        processor.tick(NOW)
+        checkpoint = processor.take_checkpoint(NOW)
+        assert checkpoint is not None
+        view.apply(Checkpoint.decode(checkpoint.encode(), for_view=True))
+    exposition = ViewExposition(view, lambda: NOW, lambda: True)
+    full = reference(ViewCollector(view, lambda: NOW, lambda: True)).decode()
+    every_sample = {_sample_name(line) for line in full.splitlines() if line[0] != "#"}
+    cx = sorted(every_sample - PIPELINE_SAMPLES)
+    for names in (
+        PIPELINE_SAMPLES,
+        frozenset({"cx_events_total"}),
+        frozenset({"cx_events_total", cx[0], cx[-1]}),
+        frozenset({"no_such_sample"}),
+    ):
+        assert exposition.text_of(names).decode() == _restricted(full, names), names
+    assert "cx_events_total{" in exposition.text_of(frozenset({"cx_events_total"})).decode()
+
+
+def _sample_name(line: str) -> str:
+    return line.split("{")[0].split(" ")[0]
+
+
+def _restricted(text: str, names: frozenset[str]) -> str:
+    """Oracle on the text: each family's sample lines named in ``names``, with its HELP and
+    TYPE lines when at least one is kept."""
+    out: list[str] = []
+    header: list[str] = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("# HELP"):
+            header = [line]
+        elif line.startswith("# TYPE"):
+            header.append(line)
+        elif _sample_name(line) in names:
+            out += header
+            header = []
+            out.append(line)
+    return "".join(out)

@@ -167,8 +167,8 @@ def test_view_equals_batch_of_all_records_whatever_the_checkpoint_split(scores_a
 def test_id_store_forgets_after_horizon_and_round_trips():
     store = IdStore(horizon=3600)
     old, new = id_hash("a"), id_hash("b")
-    store.add(old, NOW - 7200)
-    store.add(new, NOW - 60)
+    assert store.admit(old, NOW - 7200) and store.admit(new, NOW - 60)
+    assert not store.admit(new, NOW - 30)  # a repeat is refused, whatever its time
     packed = store.take_added()
     store.expire(NOW)
     assert not store.seen(old) and store.seen(new)
@@ -183,7 +183,7 @@ def _untagged_blake2b_checkpoint(proc: PartitionProcessor, event_ids: list[str])
     assert checkpoint is not None
     legacy = IdStore(horizon=SETTINGS.effective_dedupe_horizon)
     for event_id in event_ids:
-        legacy.add(legacy_id_hash(event_id), NOW - 10)
+        legacy.admit(legacy_id_hash(event_id), NOW - 10)
     checkpoint.ids = legacy.take_added()
     head, tail, state = checkpoint.encode().split(b"\n")
     old_tail = orjson.loads(tail)
