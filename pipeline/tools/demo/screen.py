@@ -61,6 +61,7 @@ class DemoScreen:
             rates=self.rates.rates(),
             thresholds=self.thresholds,
             signals=signals,
+            now=now,
         )
         if self.ready:
             self.trends.record(now, headline(reading))

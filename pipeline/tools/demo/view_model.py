@@ -83,6 +83,8 @@ class Reading:
     rates: Mapping[str, float | None] = field(default_factory=dict)
     thresholds: AlertThresholds | None = None
     signals: SignalTally | None = None
+    now: float | None = None
+    """Wall clock of the scrape (epoch s): ages of signals."""
 
 
 SectionBuilder = Callable[[Reading], list[Line]]
@@ -411,7 +413,8 @@ def http_intake(r: Reading) -> list[Line]:
 
 # -- signals --------------------------------------------------------------------------------------
 def signals(r: Reading) -> list[Line]:
-    """Distinct signals per type since the demo started, each with the latest one."""
+    """Distinct signals per type since the demo started, each with its last few, newest first
+    and with their age, in one note: a narrow screen cuts it, keeping the newest."""
     tally = r.signals
     if tally is None:
         return []
@@ -420,7 +423,7 @@ def signals(r: Reading) -> list[Line]:
             kind,
             float(tally.counts.get(kind, 0)),
             "count",
-            note=describe(tally.latest[kind]) if kind in tally.latest else "",
+            note=" · ".join(describe(signal, r.now) for signal in tally.recent.get(kind, ())),
         )
         for kind in tally.types()
     ]
