@@ -71,6 +71,14 @@ class Section:
     def has_numbers(self) -> bool:
         return any(line.value is not None for line in self.lines)
 
+    @property
+    def live(self) -> bool:
+        """Its first number is there and something was measured: a value other than a flag or
+        a zero count (counters show 0 before anything came)."""
+        return self.lines[0].value is not None and any(
+            line.value for line in self.lines if line.unit != "flag"
+        )
+
 
 @dataclass(frozen=True)
 class Reading:
