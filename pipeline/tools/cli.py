@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from contextlib import AsyncExitStack
 from enum import StrEnum
 from pathlib import Path
@@ -403,9 +404,10 @@ def demo(
     ] = 3600.0,
 ) -> None:
     """Broker + worker + simulator in one command, with a live view of every metric."""
-    from pipeline.tools.demo import run_demo, window_names
+    started = time.time()
+    from pipeline.tools.demo import demo_settings, run_demo, window_names
 
-    settings = load_settings(bootstrap_servers=bootstrap, metrics_port=metrics_port)
+    settings = demo_settings(load_settings(bootstrap_servers=bootstrap, metrics_port=metrics_port))
     setup_logging("WARNING" if live_view else settings.log_level)
     if window is not None and window not in window_names(settings):
         typer.echo(
@@ -429,6 +431,7 @@ def demo(
                 live_view=live_view,
                 history=history,
                 window=window,
+                started=started,
             )
 
     run_async(main())

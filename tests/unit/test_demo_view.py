@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import shlex
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -25,7 +26,7 @@ from pipeline.tools.demo.intake import curl_example, goes_via_http
 from pipeline.tools.demo.render import columns_for, format_seconds, plain_summary, render_view
 from pipeline.tools.demo.scrape import Scrape
 from pipeline.tools.demo.screen import DemoScreen
-from pipeline.tools.demo.signals import SignalTally
+from pipeline.tools.demo.signals import RECENT, SignalTally, age, describe
 from pipeline.tools.demo.trend import RateMeter, Trends, sparkline
 from pipeline.tools.demo.view_model import (
     SECTIONS,
@@ -433,10 +434,22 @@ def signal(signal_type: str, signal_id: str, **fields: object) -> bytes:
     )
 
 
-def test_signals_are_counted_once_per_id_with_the_latest_of_each_type():
+AT = datetime(2024, 5, 1, 10, 0, 5, tzinfo=UTC).timestamp()
+"""The ``occurred_at`` of :func:`signal`'s signals, as epoch seconds."""
+
+
+def test_signals_are_counted_once_per_id_with_the_last_few_of_each_type_and_their_age():
     tally = SignalTally()
     tally.add(
-        signal("cart.abandoned", "a1", cart_id="c1", items=[{}], value="9.99", currency="EUR")
+        signal(
+            "cart.abandoned",
+            "a1",
+            cart_id="c1",
+            items=[{}],
+            value="9.99",
+            currency="EUR",
+            last_step="none",
+        )
     )
     tally.add(signal("cart.abandoned", "a1", cart_id="c1"))  # produced again after a crash
     tally.add(
@@ -448,6 +461,7 @@ def test_signals_are_counted_once_per_id_with_the_latest_of_each_type():
             value="5",
             currency="EUR",
             last_step="payment",
+            occurred_at="2024-05-01T09:58:05Z",
         )
     )
     tally.add(signal("survey.detractor", "s1", survey="nps", score=2, touchpoint="delivery"))
@@ -455,7 +469,7 @@ def test_signals_are_counted_once_per_id_with_the_latest_of_each_type():
     tally.add(b"not json")
     tally.add(orjson.dumps({"signal_id": "no type"}))
     assert tally.unreadable == 2
-    lines = signals(Reading(Scrape([]), "5m", "5m", "24h", signals=tally))
+    lines = signals(Reading(Scrape([]), "5m", "5m", "24h", signals=tally, now=AT + 12))
     assert [(line.label, line.value) for line in lines] == [
         ("cart.abandoned", 2),
         ("cart.recovered", 0),
@@ -464,10 +478,37 @@ def test_signals_are_counted_once_per_id_with_the_latest_of_each_type():
         ("ticket.sla_breached", 0),
         ("refund.fraud", 1),
     ]
-    assert lines[0].note == "10:00:05 c2 2 items 5 EUR, after payment"
-    assert lines[2].note == "10:00:05 nps 2 on delivery"
+    # newest read first, each with its age (c2 happened 2 minutes earlier but was read last)
+    assert lines[0].note == (
+        "2m ago c2 2 items 5 EUR, after payment · 12s ago c1 1 items 9.99 EUR, after none"
+    )
+    assert lines[2].note == "12s ago nps 2 on delivery"
     assert lines[1].note == ""
     assert signals(Reading(Scrape([]), "5m", "5m", "24h")) == []  # no reader: no section numbers
+
+
+def test_signals_keep_the_last_few_of_a_type_newest_first():
+    tally = SignalTally()
+    for i in range(RECENT + 2):
+        tally.add(signal("order.delivery_late", f"d{i}", order_id=f"o{i}"))
+    (line,) = [
+        line
+        for line in signals(Reading(Scrape([]), "5m", "5m", "24h", signals=tally, now=AT + 7200))
+        if line.label == "order.delivery_late"
+    ]
+    assert line.value == RECENT + 2
+    shown = [part.split()[2] for part in line.note.split(" · ")]
+    assert shown == [f"o{i}" for i in reversed(range(2, RECENT + 2))]
+    assert line.note.startswith("2h ago ")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(0, "0s"), (119, "119s"), (120, "2m"), (7199, "120m"), (7200, "2h")]
+)
+def test_signal_age_is_compact(seconds, text):
+    assert age({"occurred_at": "2024-05-01T10:00:05Z"}, AT + seconds) == text
+    assert age({"occurred_at": "yesterday"}, AT) is None
+    assert describe({"signal_type": "x", "signal_id": "i", "occurred_at": "?"}, AT) == "i"
 
 
 def test_the_split_sends_each_entity_one_way_and_about_the_share():

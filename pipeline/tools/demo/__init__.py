@@ -7,6 +7,6 @@ rule file), :mod:`.trend` (sparklines, counter rates), :mod:`.render` (rich and 
 loop).
 """
 
-from pipeline.tools.demo.run import run_demo, window_names
+from pipeline.tools.demo.run import demo_settings, run_demo, window_names
 
-__all__ = ["run_demo", "window_names"]
+__all__ = ["demo_settings", "run_demo", "window_names"]

@@ -57,9 +57,29 @@ A TTR can only be as long as the simulated history, and a slow ticket of a spike
 median and an hour of history every TTR is cut off at the history and a 6x spike moves p90 by
 ~1.25x. With 3 min (p90 ~11 min) most slowed tickets (6x: p90 ~40 min) fit in an hour.
 """
+DEMO_RAMP_FULL = 600.0
+DEMO_RAMP_HALF_LIFE = 180.0
+"""The demo's history is a growing shop (:class:`~pipeline.tools.simulate.simulator.Ramp`): the
+live rate over its last 10 minutes, half of it 3 minutes before, a quarter 6 minutes before...
+About 80 000 events instead of 270 000 for an evening hour at 50/s, so every section has numbers
+within seconds. TTR spikes are not thinned: their slow tickets still open up to an hour back."""
 DEMO_ORDER_TIME_SCALE = 1 / 288
 """An order's life in the demo's shop, shrunk: a day's delivery promise becomes 5 minutes, so
 deliveries (and late ones) fill the 5m window within seconds of an hour of history."""
+
+
+DEMO_WORKER_SETTINGS = {"abandonment_timeout": 300.0, "quiet_period": 1.0}
+"""The demo's worker decides faster than the defaults (30 min, 5 s), unless the environment
+sets them: a cart idle for 5 minutes is abandoned, so abandonment comes from the full-rate end
+of the history (with 30 min it would come from its thin start: a few percent instead of ~55 %),
+and a cart's decision waits 1 s without events (the history arrives as one burst: 5 s would
+hold every cart decision until 5 s after it)."""
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """``settings`` with :data:`DEMO_WORKER_SETTINGS` where the environment left them unset."""
+    unset = {k: v for k, v in DEMO_WORKER_SETTINGS.items() if k not in settings.model_fields_set}
+    return settings.model_copy(update=unset)
 
 
 class DemoStack:
@@ -81,13 +101,17 @@ class DemoStack:
         collector: CollectorSettings | None = None,
         http_share: float = DEMO_HTTP_SHARE,
         order_time_scale: float = DEMO_ORDER_TIME_SCALE,
+        ramp_half_life: float | None = DEMO_RAMP_HALF_LIFE,
+        ramp_full: float = DEMO_RAMP_FULL,
+        started: float | None = None,
     ) -> None:
         self.settings = settings
         self.worker = Worker(settings)
         self.spike = spike
         self.sla_spike = sla_spike
         self.sent = 0
-        self.started = time.time()
+        self.started = time.time() if started is None else started
+        """When the demo started (the command, if it says so): "all sections live after"."""
         self.collector = collector if collector is not None else demo_collector_settings()
         self.collector_metrics = CollectorMetrics()
         self.collector_url = ""
@@ -100,6 +124,8 @@ class DemoStack:
             seed=seed,
             ttr_median=ttr_median,
             order_time_scale=order_time_scale,
+            ramp_half_life=ramp_half_life,
+            ramp_full=ramp_full,
         )
         self._producer: AIOKafkaProducer | None = None
         self._worker_task: asyncio.Task[None] | None = None
@@ -242,8 +268,10 @@ def header(stack: DemoStack, screen: DemoScreen, keys: bool, now: float) -> str:
         f"up {now - stack.started:.0f}s",
     ]
     parts += [spike_status(spike, now) for spike in (stack.spike, stack.sla_spike) if spike]
-    if not screen.ready:
-        parts.append("catching up…")
+    if screen.live_at is not None:
+        parts.append(f"all sections live after {screen.live_at - stack.started:.1f}s")
+    else:
+        parts.append("waiting for numbers: " + ", ".join(screen.waiting))
     if keys:
         parts.append("[w] window [q] quit")
     parts.append(f"collector {stack.collector_url} token {stack.token}")
@@ -278,6 +306,7 @@ async def run_demo(
     history: float = 0.0,
     window: str | None = None,
     console: Console | None = None,
+    started: float | None = None,
 ) -> None:
     """Run the stack; show the view until ``duration`` is over, ``q`` or Ctrl-C.
 
@@ -295,6 +324,7 @@ async def run_demo(
         history=history,
         spike=parse_ttr_spike(ttr_spike, now) if ttr_spike else None,
         sla_spike=parse_sla_spike(sla_spike, now) if sla_spike else None,
+        started=started,
     ) as stack:
         console.print(intro(stack), highlight=False, soft_wrap=True)
         if not live_view:

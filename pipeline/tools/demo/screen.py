@@ -33,6 +33,11 @@ class DemoScreen:
         self.trends = Trends()
         self.rates = RateMeter()
         self.ready = False
+        self.waiting: list[str] = []
+        """Titles of the sections not :attr:`~Section.live` yet (or all, before the view is
+        ready)."""
+        self.live_at: float | None = None
+        """When every section first had numbers (epoch s), None until then."""
 
     @classmethod
     def with_rule_file(cls, windows: Sequence[str], window: str) -> DemoScreen:
@@ -61,10 +66,15 @@ class DemoScreen:
             rates=self.rates.rates(),
             thresholds=self.thresholds,
             signals=signals,
+            now=now,
         )
+        sections = build_sections(reading)
+        self.waiting = [s.title for s in sections if not (self.ready and s.live)]
         if self.ready:
             self.trends.record(now, headline(reading))
-        return build_sections(reading)
+            if self.live_at is None and not self.waiting:
+                self.live_at = now
+        return sections
 
     def footer(self) -> str:
         source = self.rule_problem or f"alert limits from {RULE_FILE.name}"

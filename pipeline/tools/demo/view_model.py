@@ -71,6 +71,14 @@ class Section:
     def has_numbers(self) -> bool:
         return any(line.value is not None for line in self.lines)
 
+    @property
+    def live(self) -> bool:
+        """Its first number is there and something was measured: a value other than a flag or
+        a zero count (counters show 0 before anything came)."""
+        return self.lines[0].value is not None and any(
+            line.value for line in self.lines if line.unit != "flag"
+        )
+
 
 @dataclass(frozen=True)
 class Reading:
@@ -83,6 +91,8 @@ class Reading:
     rates: Mapping[str, float | None] = field(default_factory=dict)
     thresholds: AlertThresholds | None = None
     signals: SignalTally | None = None
+    now: float | None = None
+    """Wall clock of the scrape (epoch s): ages of signals."""
 
 
 SectionBuilder = Callable[[Reading], list[Line]]
@@ -411,7 +421,8 @@ def http_intake(r: Reading) -> list[Line]:
 
 # -- signals --------------------------------------------------------------------------------------
 def signals(r: Reading) -> list[Line]:
-    """Distinct signals per type since the demo started, each with the latest one."""
+    """Distinct signals per type since the demo started, each with its last few, newest first
+    and with their age, in one note: a narrow screen cuts it, keeping the newest."""
     tally = r.signals
     if tally is None:
         return []
@@ -420,7 +431,7 @@ def signals(r: Reading) -> list[Line]:
             kind,
             float(tally.counts.get(kind, 0)),
             "count",
-            note=describe(tally.latest[kind]) if kind in tally.latest else "",
+            note=" · ".join(describe(signal, r.now) for signal in tally.recent.get(kind, ())),
         )
         for kind in tally.types()
     ]

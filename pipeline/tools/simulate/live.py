@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import orjson
 
 from pipeline.tools.simulate.core import SimEvent
-from pipeline.tools.simulate.simulator import ShopSimulator
+from pipeline.tools.simulate.simulator import Ramp, ShopSimulator
 from pipeline.tools.simulate.spike import SlaSpike, TtrSpike
 
 
@@ -72,6 +72,8 @@ async def run_live(
     clock: Callable[[], float] = time.time,
     on_batch: Callable[[int], object] | None = None,
     history: float = 0.0,
+    ramp_half_life: float | None = None,
+    ramp_full: float = 0.0,
     tick: float = 0.1,
     **options: Any,
 ) -> int:
@@ -79,7 +81,10 @@ async def run_live(
 
     Every ``tick`` the events due by ``clock()`` are produced, so nothing is ever in the future.
     ``history`` seconds of traffic before now are produced first, as fast as possible (so
-    deliveries, TTRs and spikes have a past to draw on); ``options`` go to :class:`ShopSimulator`.
+    deliveries, TTRs and spikes have a past to draw on). With ``ramp_half_life`` the history is
+    a growing shop (:class:`Ramp`): full rate over its last ``ramp_full`` seconds, halved every
+    ``ramp_half_life`` seconds before, so it takes a fraction of the events to produce and read.
+    ``options`` go to :class:`ShopSimulator`.
     ``on_batch(count)`` is called after each produced batch. Returns the number of events sent.
     ``producer`` is a started ``AIOKafkaProducer`` or an :class:`EventSink`.
     """
@@ -95,6 +100,7 @@ async def run_live(
         rate=rate,
         seed=seed,
         start=began - history,
+        ramp=None if ramp_half_life is None else Ramp(began - ramp_full, ramp_half_life),
         ttr_spike=ttr_spike,
         sla_spike=sla_spike,
         **options,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from pipeline.tools.simulate.carts import CartStories, expected_per_session, session_channel_mix
 from pipeline.tools.simulate.core import SimEvent, Timeline
@@ -13,13 +14,36 @@ from pipeline.tools.simulate.surveys import SurveyStories
 from pipeline.tools.simulate.tickets import TICKETS_PER_SESSION, TicketStories
 
 
+@dataclass(frozen=True, slots=True)
+class Ramp:
+    """A shop whose traffic grows into its rate: before ``full_at`` (epoch s) sessions and
+    independent tickets start at ``0.5 ** ((full_at - t) / half_life)`` x the rate, from
+    ``full_at`` on at the full rate. Follow-ups (orders, deliveries, surveys) follow their roots.
+
+    A demo's history needs few events this way (half-life 5 min: ~7 min of full traffic stand
+    for an hour) and its windows still fill; the numbers are those of a growing shop.
+    """
+
+    full_at: float
+    half_life: float
+
+    def __post_init__(self) -> None:
+        if not self.half_life > 0:
+            raise ValueError(f"the ramp's half-life must be positive, got {self.half_life!r}")
+
+    def factor(self, t: float) -> float:
+        """The share of the full rate at epoch second ``t``."""
+        return 1.0 if t >= self.full_at else 0.5 ** ((self.full_at - t) / self.half_life)
+
+
 class ShopSimulator:
     """Generates a shop's event stream forward in time; see :mod:`pipeline.tools.simulate`.
 
     ``rate`` is the average number of events per second over a day (the day/night profile moves
     the instantaneous rate between ~0.3x and ~1.6x). ``utc_offset_hours`` places the shop's local
     day; ``ttr_median`` is the median time to resolution of a ticket in seconds;
-    ``order_time_scale`` (<= 1) shrinks the delays of an order's life, for a short demo history.
+    ``order_time_scale`` (<= 1) shrinks the delays of an order's life, for a short demo history;
+    ``ramp`` thins the root arrivals before a time (:class:`Ramp`).
     """
 
     def __init__(
@@ -34,6 +58,7 @@ class ShopSimulator:
         ttr_median: float = 7200.0,
         utc_offset_hours: float = 0.0,
         order_time_scale: float = 1.0,
+        ramp: Ramp | None = None,
     ) -> None:
         if not (rate > 0 and math.isfinite(rate)):
             raise ValueError(f"rate must be a positive number of events per second, got {rate!r}")
@@ -46,6 +71,7 @@ class ShopSimulator:
         self.ttr_spike = ttr_spike
         self.sla_spike = sla_spike
         self.ttr_median = ttr_median
+        self.ramp = ramp
         self._timeline = timeline = Timeline(
             seed=seed, start=start, utc_offset_hours=utc_offset_hours
         )
@@ -96,6 +122,10 @@ class ShopSimulator:
     def _schedule_next_arrival(self) -> None:
         clock = self._timeline.next_arrival(self._arrival_clock, self._root_rate)
         assert clock is not None  # no end
+        ramp = self.ramp
+        while ramp is not None and self._rng.random() >= ramp.factor(clock / 1000):
+            clock = self._timeline.next_arrival(clock, self._root_rate)  # thinned away
+            assert clock is not None
         self._arrival_clock = clock
         self._timeline.at(int(clock), self._arrival, None)
 
