@@ -35,6 +35,15 @@ from pipeline.worker.settle import Settlement
 
 log = logging.getLogger(__name__)
 
+CAUGHT_UP_FLUSH_SHARE = 0.2
+"""A worker that has read everything there is flushes after this share of ``flush_interval``.
+
+Under a backlog a flush waits the whole interval: fewer, bigger checkpoints cost less CPU per
+event. Caught up, checkpoint cadence is most of an event's way to /metrics. Measured with
+``python -m bench --cost-point --latency-rate 16000`` on a quiet machine, the full interval
+against this: p50/p99 607/951 vs 428/712 ms after 300k events, 572/1060 vs 439/832 ms after 1M;
+drain speed unchanged (32.5k vs 34.1k, 28.5k vs 31.0k events/s)."""
+
 
 @dataclass
 class IngestTopics:
@@ -102,12 +111,13 @@ class Ingest:
         await consumer.start()
         consumer.subscribe(list(self.topics.sources), listener=_Rebalance(self))
         last_flush = self.clock()
+        interval = settings.flush_interval
         try:
             while True:
                 try:
                     # wait no longer than the next flush is due: a flush late by a fetch
                     # wait (~0.1 s) was a late checkpoint, i.e. latency for every event in it
-                    due_in = last_flush + settings.flush_interval - self.clock()
+                    due_in = last_flush + interval - self.clock()
                     batch = await consumer.getmany(
                         timeout_ms=max(0, int(due_in * 1000)),
                         max_records=settings.max_batch,
@@ -121,11 +131,13 @@ class Ingest:
                     )
                 async with self.lock:
                     now = self.clock()
-                    self._process(internal, batch, now)
-                    if now - last_flush >= settings.flush_interval:
+                    if self._process(internal, batch, now) and self._caught_up(consumer):
+                        interval = settings.flush_interval * CAUGHT_UP_FLUSH_SHARE
+                    if now - last_flush >= interval:
                         await self._skip_markers(consumer)
                         await self.flush(list(self.owned), now)
                         last_flush = now
+                        interval = settings.flush_interval
                         self._update_lag(consumer)
         finally:
             # a last flush and a clean leave, unless the broker is gone: then shut down anyway
@@ -137,8 +149,11 @@ class Ingest:
         internal: dict[TopicPartition, list[Any]],
         batch: dict[TopicPartition, list[Any]],
         now: float,
-    ) -> None:
+    ) -> int:
+        """Hand every record to its processor; returns how many there were."""
+        count = 0
         for internal_tp, records in internal.items():
+            count += len(records)
             source = self._repartition_sources.get(internal_tp.topic)
             if source is None:  # the cart-orders link topic
                 owner = self.owned.carts_owner(internal_tp.partition)
@@ -155,11 +170,21 @@ class Ingest:
                     record.offset, record.key, record.value, record.headers, now
                 )
         for tp, records in batch.items():
+            count += len(records)
             processor = self.owned.get(tp)
             if processor is None:
                 continue  # revoked while the batch was in flight
             for record in records:
                 processor.process(record.offset, record.key, record.value, record.headers, now)
+        return count
+
+    def _caught_up(self, consumer: AIOKafkaConsumer) -> bool:
+        """Every owned source partition processed up to the end its last fetch saw."""
+        for tp, processor in self.owned.items():
+            highwater = consumer.highwater(tp)
+            if highwater is None or processor.position < highwater:
+                return False
+        return True
 
     async def _step_over_unreadable(
         self, consumer: AIOKafkaConsumer
