@@ -117,7 +117,10 @@ class Settings(BaseSettings):
 
     # --- Processing -----------------------------------------------------------------------
     flush_interval: float = Field(
-        0.5, gt=0, description="Checkpoint cadence (s): latency of metrics vs records written."
+        0.5,
+        gt=0,
+        description="Checkpoint cadence (s) under a backlog: latency of metrics vs records "
+        "written. A worker that has read everything checkpoints after a fifth of it.",
     )
     max_batch: int = Field(5000, ge=1, description="Records fetched per poll.")
     snapshot_interval: float = Field(

@@ -154,6 +154,10 @@ class OrderHandler:
             if not order.delivered:
                 order.delivered = True
                 self._deliver(order, event, out)
+        if order.delivered_at is not None and order.shipments:
+            # kept promises are decided as the event arrives, not when a timer happens to
+            # fire: a partition restored from a checkpoint (timers rebuilt) holds the same state
+            self._open_promises(event.order_id, order)
         self._push(event.order_id, order.last_time + self._horizon(order))
 
     def _touch(self, order_id: str, time: float) -> Order:
@@ -226,18 +230,24 @@ class OrderHandler:
             else:
                 self._push(order_id, forget_at)
 
+    def _open_promises(self, order_id: str, order: Order) -> list[list[Any]]:
+        """Promises in force whose lateness is undecided; those the delivery kept are decided
+        here (delivered by a promise: that promise can never be late)."""
+        pending = [s for s in order.promises_in_force() if s[1] not in order.decided]
+        delivered = order.delivered_at
+        if delivered is None:
+            return pending
+        still_open = [s for s in pending if delivered > s[1]]
+        if len(still_open) < len(pending):
+            order.decided.extend(s[1] for s in pending if delivered <= s[1])
+            self._changed.add(order_id)
+        return still_open
+
     def _decide_lateness(
         self, order_id: str, order: Order, now: float, out: Observations
     ) -> float | None:
         """Decide the promises that are due; returns when the next one is (None: none left)."""
-        pending = [s for s in order.promises_in_force() if s[1] not in order.decided]
-        delivered = order.delivered_at
-        if delivered is not None:  # delivered by a promise: that promise can never be late
-            kept = [s for s in pending if delivered > s[1]]
-            if len(kept) < len(pending):
-                order.decided.extend(s[1] for s in pending if delivered <= s[1])
-                self._changed.add(order_id)
-            pending = kept
+        pending = self._open_promises(order_id, order)
         if not pending:
             return None
         if now - order.last_arrival < self.quiet:
