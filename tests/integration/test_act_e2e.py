@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -72,6 +73,11 @@ class Receiver:
     def posts(self, key: str) -> list[dict[str, Any]]:
         with self.lock:
             return [post for post in self.received if post["key"] == key]
+
+    def posts_by_id(self) -> dict[str, int]:
+        """Idempotency key -> POSTs received, for a failure message."""
+        with self.lock:
+            return dict(Counter(post["key"] for post in self.received))
 
 
 def serve(receiver: Receiver, port: int) -> Callable[[], None]:
@@ -182,8 +188,21 @@ class Env:
             if self.act.process is not None and self.act.process.poll() is not None:
                 pytest.fail(f"act exited while waiting for {what}:\n{self.act.log()}")
             if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {what}:\n{self.act.log()}")
+                pytest.fail(
+                    f"timed out waiting for {what}:\n{self.act.log()}\n"
+                    f"act metrics:\n{self.act_metrics()}\nPOSTs: {self.receiver.posts_by_id()}"
+                )
             time.sleep(0.05)
+
+    def act_metrics(self) -> str:
+        """The act app's own ``cx_act_*`` lines, for a failure message."""
+        port = self.act.env["CX_ACT_METRICS_PORT"]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as page:
+                text = page.read().decode()
+        except OSError as error:
+            return f"(no /metrics: {error})"
+        return "\n".join(line for line in text.splitlines() if line.startswith("cx_act_"))
 
     def counter(self, name: str, **labels: str) -> float:
         """Current value of one act metric series (0 when absent or not yet served)."""
