@@ -44,7 +44,10 @@ class Checkpoint:
     """Next offset of the partition's repartition topic (forwards of misplaced records); in the
     first line, because the orders-settled barrier of every worker waits on it."""
     held: list[list[Any]] = field(default_factory=list)
-    """Events waiting for their topic to settle (engine/holdback): all of them, every time."""
+    """Events waiting for their topic to settle (engine/holdback): all of them, unless
+    ``held_delta`` is set (checkpoints written before deltas carry all of them every time)."""
+    held_delta: tuple[list[list[Any]], list[int]] | None = None
+    """Not full: (events held since the previous checkpoint, sequence numbers released since)."""
     origins: dict[str, int] = field(default_factory=dict)
     """Origin partition -> highest origin offset of a forward applied (see engine/placement)."""
     full: bool = False
@@ -95,7 +98,9 @@ class Checkpoint:
         }
         if self.origins:
             tail["origins"] = self.origins
-        if self.held:
+        if self.held_delta is not None:
+            tail["held+"], tail["held-"] = self.held_delta
+        elif self.held:
             tail["held"] = self.held
         return b"\n".join(
             (orjson.dumps(head), orjson.dumps(tail), orjson.dumps(self.entity_state()))
@@ -128,6 +133,8 @@ class Checkpoint:
             checkpoint.link_offset = tail["links"]
             checkpoint.origins = tail.get("origins", {})
             checkpoint.held = tail.get("held", [])
+            if "held+" in tail:
+                checkpoint.held_delta = (tail["held+"], tail["held-"])
             if version == 2:
                 checkpoint.state = tail["state"]
             else:

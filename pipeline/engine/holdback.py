@@ -8,7 +8,10 @@ this partition (:mod:`pipeline.worker.settle`). Then every held event up to the 
 among the settled ones is handed over in event-time order (ties: arrival order), so an entity's
 events produced in event-time order are applied in that order wherever they were placed.
 
-Held events ride in every checkpoint (raw key and value), like pending observations.
+Held events ride in checkpoints (raw key and value): a full checkpoint carries all of them, the
+others what changed since the checkpoint before (events held since, sequence numbers released).
+A backfill holds every order-dependent event until the whole backlog is read; carrying the whole
+list in every checkpoint made its checkpoint bytes grow with the square of the backlog.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ class HoldBack:
         self.held: list[Held] = []
         self.changed = False
         self._seq = 0
+        self._written: set[int] = set()
+        """Sequence numbers held as of the last checkpoint written or restored."""
 
     def __len__(self) -> int:
         return len(self.held)
@@ -75,9 +80,31 @@ class HoldBack:
         return ready
 
     def to_wire(self) -> list[list[Any]]:
+        """Every held event, for a full checkpoint."""
         self.changed = False
+        self._written = {h.seq for h in self.held}
         return [h.to_wire() for h in self.held]
+
+    def delta_to_wire(self) -> tuple[list[list[Any]], list[int]] | None:
+        """(events held since the last checkpoint, sequence numbers released since), or None
+        when nothing is held and nothing was: the checkpoint then says "none held"."""
+        self.changed = False
+        now = {h.seq for h in self.held}
+        if not now and not self._written:
+            return None
+        added = [h.to_wire() for h in self.held if h.seq not in self._written]
+        released = sorted(self._written - now)
+        self._written = now
+        return added, released
 
     def restore(self, wire: list[list[Any]]) -> None:
         self.held = [Held.from_wire(item) for item in wire]
         self._seq = max((h.seq for h in self.held), default=self._seq)
+        self._written = {h.seq for h in self.held}
+
+    def restore_delta(self, added: list[list[Any]], released: list[int]) -> None:
+        gone = set(released)
+        self.held = [h for h in self.held if h.seq not in gone]
+        self.held += [Held.from_wire(item) for item in added]
+        self._seq = max((h.seq for h in self.held), default=self._seq)
+        self._written = {h.seq for h in self.held}

@@ -290,7 +290,8 @@ class PartitionProcessor:
             link_offset=self.link_offset,
             repartition_offset=self.repartition_offset,
             origins=self.origins.to_wire(),
-            held=self.holdback.to_wire(),
+            held=self.holdback.to_wire() if full else [],
+            held_delta=None if full else self.holdback.delta_to_wire(),
             full=full,
         )
         self._links_moved = self._forwards_moved = False
@@ -319,7 +320,11 @@ class PartitionProcessor:
             if checkpoint.full:
                 self.last_full_at = checkpoint.written_at
             self.out.restore_pending(checkpoint.pending)
-            self.holdback.restore(checkpoint.held)
+            if checkpoint.held_delta is not None:
+                if i >= last_full:  # before it, the full checkpoint's list supersedes them
+                    self.holdback.restore_delta(*checkpoint.held_delta)
+            else:
+                self.holdback.restore(checkpoint.held)
             self.next_offset = self.position = checkpoint.next_offset
             self.seq = checkpoint.seq
             if checkpoint.link_offset is not None:
