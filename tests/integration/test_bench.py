@@ -138,7 +138,9 @@ def assert_scale_out(scale: dict, parameters: dict) -> None:
     assert sum(scale["assigned_partitions"]) == 32
     assert scale["events_counted"] == scale["events"] > parameters["events"]  # + latency stage
     assert scale["rejected"] == scale["duplicates"] == 0
-    assert scale["checkpoints_applied"] == scale["checkpoints"]
+    # a checkpoint re-sent after a lost acknowledgement (or by a worker losing its partition)
+    # is in the log twice and applied once: the counts above are the exactness check
+    assert 0 < scale["checkpoints_applied"] <= scale["checkpoints"]
     assert all(cpu > 0 for cpu in scale["cpu_seconds_since_start"])
 
 
