@@ -10,8 +10,10 @@ Why the numbers:
 * Traffic starts around 10:00 of a simulated day, so that hours 26..36 are the busy afternoon:
   a structure that grows with events then holds ~1.2x its hour-26 size at hour 31 and ~1.5x at
   hour 36 (the simulator's day profile), while one bounded by the 24 h window is periodic and
-  stays within a few percent. ``GROWTH`` = 1.15 sits between. Checked: with ``IdStore.expire``
-  disabled the test fails (dedupe ids 1.22x at hour 31, 1.50x at hour 36).
+  stays within a few percent. Not quite: open tickets and the short windows' sparse buckets
+  follow the hour's traffic too, and were seen at 1.16-1.22x at hour 36 (a flaky 1.15 limit).
+  ``GROWTH`` = 1.3 sits between that and the growth of a structure that is never trimmed.
+  Checked: with ``IdStore.expire`` disabled the test fails (dedupe ids 1.50x at hour 36).
 * Orders and tickets are forgotten 30 days after their last event (pipeline/domain/orders.py,
   pipeline/domain/tickets.py), so they cannot level off in 36 simulated hours (they fail the check:
   orders 1.36x, tickets 1.43x at hour 36); their retention is cut to one day here
@@ -56,7 +58,7 @@ RATE = 0.5
 """Simulated events/s (daily mean): ~2,000 events/s real, a fraction of a worker's capacity."""
 WARM_UP = 4 * DAY
 CHECKS = (26, 31, 36)
-GROWTH = 1.15
+GROWTH = 1.3
 SLACK = 20
 """Absolute allowance for structures that are tiny or empty (pending observations, outbox)."""
 BOUNDED = (
