@@ -98,9 +98,9 @@ class HoldBack:
         return added, released
 
     def restore(self, wire: list[list[Any]]) -> None:
-        self.held = [Held.from_wire(item) for item in wire]
-        self._seq = max((h.seq for h in self.held), default=self._seq)
-        self._written = {h.seq for h in self.held}
+        """Every held event, from a full checkpoint (or one written before deltas)."""
+        self.held = []
+        self.restore_delta(wire, [])
 
     def restore_delta(self, added: list[list[Any]], released: list[int]) -> None:
         gone = set(released)

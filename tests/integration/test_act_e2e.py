@@ -194,22 +194,24 @@ class Env:
                 )
             time.sleep(0.05)
 
+    def metrics_text(self) -> str:
+        """The act app's /metrics; raises OSError while it does not answer."""
+        port = self.act.env["CX_ACT_METRICS_PORT"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as page:
+            return page.read().decode()
+
     def act_metrics(self) -> str:
         """The act app's own ``cx_act_*`` lines, for a failure message."""
-        port = self.act.env["CX_ACT_METRICS_PORT"]
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as page:
-                text = page.read().decode()
+            text = self.metrics_text()
         except OSError as error:
             return f"(no /metrics: {error})"
         return "\n".join(line for line in text.splitlines() if line.startswith("cx_act_"))
 
     def counter(self, name: str, **labels: str) -> float:
         """Current value of one act metric series (0 when absent or not yet served)."""
-        port = self.act.env["CX_ACT_METRICS_PORT"]
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as page:
-                text = page.read().decode()
+            text = self.metrics_text()
         except OSError:
             return 0.0
         for family in text_string_to_metric_families(text):
