@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from pipeline.engine.checkpoint import Checkpoint
 from pipeline.engine.links import encode_link
 from pipeline.engine.partition import PartitionProcessor, Rejection
+from pipeline.engine.placement import canonical_partition
 from pipeline.http.exposition import HealthMetrics
 from pipeline.kafka.topics import checkpoint_partition, link_partition
 
@@ -54,7 +55,7 @@ class Record:
     topic: str
     value: bytes | None
     key: bytes | None
-    partition: int | None = None
+    partition: int
     headers: list[tuple[str, bytes]] | None = None
 
 
@@ -74,11 +75,13 @@ class Topology:
     """Topic names and partition counts the outbox routes to (known once the worker started)."""
 
     dead_letter: str
+    dead_letter_partitions: int
     link: str
     link_partitions: int
     checkpoints: str
     checkpoint_partitions: int
     signals: str
+    signals_partitions: int
     repartition: dict[str, str] = field(default_factory=dict)
     """Source topic -> the topic its misplaced records are forwarded through."""
 
@@ -101,12 +104,15 @@ class Delivery:
         outbox."""
         topology = self.topology
         for rejection in processor.rejected:
+            key = rejection.key
             self.outbox.before.append(
                 Record(
                     topology.dead_letter,
                     rejection.value,
-                    rejection.key,
-                    None,
+                    key,
+                    canonical_partition(key, topology.dead_letter_partitions)
+                    if key
+                    else tp.partition % topology.dead_letter_partitions,
                     dead_letter_headers(tp.topic, tp.partition, rejection),
                 )
             )
@@ -134,8 +140,16 @@ class Delivery:
                         forward.headers,
                     )
                 )
-        for key, signal in processor.take_signals():
-            self.outbox.before.append(Record(topology.signals, orjson.dumps(signal), key.encode()))
+        for entity_id, signal in processor.take_signals():
+            key = entity_id.encode()
+            self.outbox.before.append(
+                Record(
+                    topology.signals,
+                    orjson.dumps(signal),
+                    key,
+                    canonical_partition(key, topology.signals_partitions),
+                )
+            )
         checkpoint = processor.take_checkpoint(now)
         if checkpoint is not None:
             self.outbox.checkpoints.append(checkpoint)
@@ -181,16 +195,17 @@ class Delivery:
         return Record(self.topology.checkpoints, checkpoint.encode(), checkpoint.key(), partition)
 
     async def _send_all(self, records: list[Record]) -> None:
-        """Send and await ``records``; those with a partition go as whole batches per partition
-        (in order), which costs a tenth of one ``send()`` each (research/perf.md): forwards of
-        misplaced records can be most of a flush."""
+        """Send and await ``records`` as whole batches per partition (in order): a batch costs
+        a tenth of one ``send()`` per record (research/perf.md), and a flush can carry many
+        forwards of misplaced records, or a backfill's hundred thousand signals at once.
+
+        Every record names its partition (murmur2 of the key where Kafka's default partitioner
+        would have used it), so keyed consumers see what a plain producer would have given them.
+        """
         by_partition: dict[tuple[str, int], list[Record]] = {}
-        futures = []
         for record in records:
-            if record.partition is None:
-                futures.append(await self._send(record))
-            else:
-                by_partition.setdefault((record.topic, record.partition), []).append(record)
+            by_partition.setdefault((record.topic, record.partition), []).append(record)
+        futures = []
         for (topic, partition), part in by_partition.items():
             futures += await self._send_batches(topic, partition, part)
         await asyncio.gather(*futures)
@@ -211,18 +226,12 @@ class Delivery:
                     batch.append(key=r.key, value=r.value, timestamp=None, headers=r.headers or [])
                     is None
                 ):
-                    futures.append(await self._send(r))  # larger than a batch: on its own
+                    # larger than a batch: on its own
+                    futures.append(
+                        await self.producer.send(
+                            topic, value=r.value, key=r.key, partition=partition, headers=r.headers
+                        )
+                    )
         if batch.record_count():
             futures.append(await self.producer.send_batch(batch, topic, partition=partition))
         return futures
-
-    async def _send(self, r: Record) -> asyncio.Future[Any]:
-        if r.key is None and r.value is None:
-            # a dead letter of a record with neither (a keyless tombstone, or one the client
-            # could not parse): producer.send refuses that, a batch of its own does not
-            batch = self.producer.create_batch()
-            batch.append(key=None, value=None, timestamp=None, headers=r.headers or [])
-            return await self.producer.send_batch(batch, r.topic, partition=r.partition or 0)
-        return await self.producer.send(
-            r.topic, value=r.value, key=r.key, partition=r.partition, headers=r.headers
-        )

@@ -95,11 +95,13 @@ class Worker:
         source_partitions = {topic: await partitions(topic) for topic in sources}
         topology = Topology(
             dead_letter=settings.topic(DEAD_LETTER),
+            dead_letter_partitions=await partitions(settings.topic(DEAD_LETTER)),
             link=links,
             link_partitions=await partitions(links),
             checkpoints=checkpoints,
             checkpoint_partitions=await partitions(checkpoints),
             signals=settings.topic(SIGNALS),
+            signals_partitions=await partitions(settings.topic(SIGNALS)),
             repartition=repartition,
         )
         internal_consumer = AIOKafkaConsumer(

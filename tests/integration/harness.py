@@ -15,15 +15,18 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 
 from bench.worker import Samples, WorkerProcess, free_port, parse_samples, worker_env
 
 __all__ = [
+    "PARTITIONS",
     "Pipeline",
     "Samples",
     "WorkerProcess",
     "consume_all",
     "cx_samples",
+    "default_partition",
     "event_records",
     "free_port",
     "parse_samples",
@@ -31,6 +34,9 @@ __all__ = [
     "produce_events",
     "wait_for",
 ]
+
+PARTITIONS = 4
+"""Partitions of every topic a test pipeline creates."""
 
 
 def wait_for(
@@ -71,7 +77,7 @@ class Pipeline:
             prefix=self.prefix,
             app_id=f"cxt-{self.name}",
             flush_interval="0.2",
-            source_partitions="4",
+            source_partitions=str(PARTITIONS),
         )
         return common | self.extra_env
 
@@ -84,6 +90,13 @@ class Pipeline:
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()
+
+
+def default_partition(key: bytes, partitions: int = PARTITIONS) -> int:
+    """Where aiokafka's default partitioner (murmur2, as Java's) puts ``key``: the oracle for
+    records the worker places itself (signals, dead letters)."""
+    every = list(range(partitions))
+    return DefaultPartitioner()(key, every, every)
 
 
 def cx_samples(samples: Samples, names: Iterable[str]) -> Samples:

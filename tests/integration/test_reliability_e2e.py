@@ -20,6 +20,7 @@ from tests.integration.harness import (
     Pipeline,
     consume_all,
     cx_samples,
+    default_partition,
     produce,
     produce_events,
     wait_for,
@@ -127,6 +128,8 @@ def test_hostile_records_are_dead_lettered_unchanged_counted_and_secret_free(bro
         assert sum(rejected.values()) == len(bad) + 1
         assert set(rejected) <= REJECT_REASONS
         for record in dead:
+            if record.key:
+                assert record.partition == default_partition(record.key), "as a plain producer"
             found = dict(record.headers)
             assert found["cx.error.reason"].decode() in REJECT_REASONS
             assert SECRET.encode() not in found["cx.error.detail"]

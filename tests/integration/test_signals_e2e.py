@@ -15,7 +15,13 @@ import uuid
 import pytest
 
 from schemas.signals import SIGNAL_ADAPTER
-from tests.integration.harness import Pipeline, consume_all, produce_events, wait_for
+from tests.integration.harness import (
+    Pipeline,
+    consume_all,
+    default_partition,
+    produce_events,
+    wait_for,
+)
 from tests.integration.stories import cart_story, envelope, order_story, rfc3339, survey
 from tests.oracle import signal_expectations
 
@@ -61,6 +67,7 @@ def signals_on_topic(bootstrap: str, topic: str, at_least: int) -> dict[str, lis
     for record in consume_all(bootstrap, topic, at_least, timeout=5):
         signal = SIGNAL_ADAPTER.validate_json(record.value)
         assert record.key.decode() == signal.entity_id, "keyed by the entity id"
+        assert record.partition == default_partition(record.key), "where a plain producer puts it"
         copies.setdefault(signal.signal_id, []).append(signal)
     return copies
 
