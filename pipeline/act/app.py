@@ -36,6 +36,7 @@ from pipeline.act.config import Actions, SignalActions, Webhook
 from pipeline.act.delivery import deliver
 from pipeline.act.metrics import ActMetrics
 from pipeline.act.policy import Decision, cap_key, decide
+from pipeline.act.rewind import install as install_rewind
 from pipeline.settings import Settings
 from schemas.signals import DEAD_LETTER_TOPIC, SIGNAL_ADAPTER, TOPIC, Signal
 
@@ -82,6 +83,7 @@ def error_headers(reason: str, detail: str, **extra: str) -> dict[str, bytes]:
 
 def build_app(settings: Settings, actions: Actions, metrics: ActMetrics, datadir: str) -> faust.App:
     """The `act` Faust app for `actions` (one agent per webhook)."""
+    install_rewind()  # see pipeline/act/rewind.py: otherwise a restart may skip signals
     app = faust.App(f"{settings.app_id}-act", datadir=datadir, **faust_settings(settings))
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     signals = app.topic(settings.topic(TOPIC), **raw)

@@ -393,7 +393,8 @@ def test_caps_hold_across_sigkill_and_restart(env: Env) -> None:
     other = abandoned("cart-3", customer="cust-other")  # a different customer is not
     env.produce(second, other)
     capped = {"webhook": "reminders", "decision": "capped"}
-    env.wait_for(lambda: env.counter("cx_act_skipped_total", **capped) == 1, "the capped count")
+    # >= 1: a restarted app may read a signal twice (pipeline/act/rewind.py), and decide it twice
+    env.wait_for(lambda: env.counter("cx_act_skipped_total", **capped) >= 1, "the capped count")
     env.wait_for(lambda: len(env.receiver.posts(other["signal_id"])) == 1, "the other customer")
     assert env.receiver.posts(second["signal_id"]) == []
     assert len(env.receiver.posts(first["signal_id"])) == 1  # not delivered again either
