@@ -266,6 +266,7 @@ class Ingest:
             settlement = self.settlements.get(tp.topic)
             processor.tick(now, None if settlement is None else settlement.settled_at)
             delivery.cut(tp, processor, now)
+            await asyncio.sleep(0)  # a tick may decide many carts: let fetches and scrapes in
         await delivery.deliver()
 
     async def _final_flush(self) -> None:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.aggregates.observations import Observations
-from pipeline.domain.carts import CartHandler, add_activity, step_label
+from pipeline.domain.carts import MAX_TIMERS_PER_TICK, CartHandler, add_activity, step_label
 from schemas import decode_record
 
 TIMEOUT, LATENESS, QUIET = 1800.0, 120.0, 5.0
@@ -147,6 +147,34 @@ def cart_sets(draw):
 @given(cart_sets(), st.integers(0, 10**6))
 def test_outcomes_follow_event_time_not_arrival_order(carts, seed):
     assert outcomes(run(carts, seed)) == bucketed(oracle(carts))
+
+
+def test_a_backfill_is_decided_in_bounded_steps_with_the_same_outcomes():
+    """Every cart of a backfill is due at once; each tick decides at most MAX_TIMERS_PER_TICK
+    (one tick must not hold the worker's event loop for seconds), the next ticks the rest."""
+    count = 2 * MAX_TIMERS_PER_TICK + 500
+    carts = {
+        f"cart-{n}": {
+            "events": [("cart.item_added", T0 + n, "web" if n % 2 else "chat", None)],
+            "orders": [T0 + n + 60] if n % 3 == 0 else [],
+        }
+        for n in range(count)
+    }
+    handler = CartHandler(timeout=TIMEOUT, lateness=LATENESS, quiet=QUIET)
+    out = Observations()
+    out.now = T0
+    for cart_id, cart in carts.items():  # the whole history arrives before any tick
+        for kind, t, channel, step in cart["events"]:
+            handler.handle(cart_event(cart_id, kind, t, channel, step), out)
+        for t in cart["orders"]:
+            handler.handle_link(cart_id, t, f"order-{cart_id}", out)
+    later, steps = T0 + 10 * 86_400, []
+    while not steps or steps[-1]:
+        before = len(outcomes(out))
+        tick(handler, out, later)
+        steps.append(len(outcomes(out)) - before)
+    assert steps == [MAX_TIMERS_PER_TICK, MAX_TIMERS_PER_TICK, 500, 0]
+    assert outcomes(out) == bucketed(oracle(carts))
 
 
 def scenario(events, orders=()):
