@@ -35,6 +35,7 @@ TTR_MEDIAN = 60.0
 opening before it is dropped, which would cut the spike's tail: 30 min made the p90 only 2.5x)."""
 SPIKE_AGO = 150.0
 DEADLINE = 120.0
+ALERT = "CXTicketResolutionTimeSpike"
 
 
 def settings_for(bootstrap: str, name: str) -> Settings:
@@ -130,13 +131,19 @@ async def test_every_section_has_numbers_and_a_ttr_spike_shows(broker, unique_na
         calm_sections, spiky_sections = await asyncio.gather(
             wait_for_numbers(calm, calm_screen), wait_for_numbers(spiky, spiky_screen)
         )
-        texts = {width: text_of(calm_sections, calm_screen, width) for width in (150, 80)}
         # the history's resolutions keep arriving (ticket events are applied once their topic
-        # settled): the spike must show within the deadline, not necessarily at first numbers
+        # settled): the spike must show within the deadline, not necessarily at first numbers,
+        # and the calm shop is judged on the same, settled, view (in a loaded full suite its
+        # first numbers could still flag a TTR spike on a half-filled 24h baseline)
         deadline = time.monotonic() + DEADLINE
-        while p90(spiky_sections) <= 3 * p90(calm_sections) and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (
+            p90(spiky_sections) <= 3 * p90(calm_sections)
+            or ALERT in text_of(calm_sections, calm_screen, 150)
+        ):
             await asyncio.sleep(0.5)
             spiky_sections = spiky.sections(spiky_screen, time.time())
+            calm_sections = calm.sections(calm_screen, time.time())
+        texts = {width: text_of(calm_sections, calm_screen, width) for width in (150, 80)}
         spiky_text = text_of(spiky_sections, spiky_screen, 150)
         # exact intake: between two requests, the collector acknowledged exactly the events the
         # simulator posted (a request in flight is counted by the collector first), none bad
@@ -161,5 +168,5 @@ async def test_every_section_has_numbers_and_a_ttr_spike_shows(broker, unique_na
     assert spiky_p90 > 3 * calm_p90, (calm_p90, spiky_p90)
     calm_line, spiky_line = ttr_line(texts[150]), ttr_line(spiky_text)
     assert calm_line != spiky_line
-    assert "CXTicketResolutionTimeSpike" in spiky_text
-    assert "CXTicketResolutionTimeSpike" not in texts[150]
+    assert ALERT in spiky_text
+    assert ALERT not in texts[150]
