@@ -136,7 +136,7 @@ class DemoStack:
             order_time_scale=order_time_scale,
             ramp_half_life=ramp_half_life,
             ramp_full=ramp_full,
-            utc_offset_hours=local_hour - time.time() % 86_400 / 3600,
+            utc_offset_hours=local_hour - self.started % 86_400 / 3600,
         )
         self._producer: AIOKafkaProducer | None = None
         self._worker_task: asyncio.Task[None] | None = None
