@@ -24,7 +24,12 @@ from pipeline.engine.checkpoint import Checkpoint
 from pipeline.engine.partition import PartitionProcessor
 from pipeline.engine.view import View
 from pipeline.http.render import TextRenderer
-from pipeline.http.view_metrics import PIPELINE_SAMPLES, ViewCollector, ViewExposition
+from pipeline.http.view_metrics import (
+    HEALTH_PREFIX,
+    PIPELINE_SAMPLES,
+    ViewCollector,
+    ViewExposition,
+)
 from pipeline.settings import Settings
 from pipeline.worker.handlers import make_handler
 
@@ -167,14 +172,24 @@ def test_name_filter_gives_exactly_prometheus_clients_restricted_scrape() -> Non
     full = reference(ViewCollector(view, lambda: NOW, lambda: True)).decode()
     every_sample = {_sample_name(line) for line in full.splitlines() if line[0] != "#"}
     cx = sorted(every_sample - PIPELINE_SAMPLES)
+    assert all(name.startswith("cx_") for name in cx)
+    assert not any(name.startswith(HEALTH_PREFIX) for name in cx)  # what the shortcut relies on
+    progress = frozenset({"cx_events_total", "cx_pipeline_assigned_partitions", "python_gc_x"})
     for names in (
         PIPELINE_SAMPLES,
         frozenset({"cx_events_total"}),
+        progress,
         frozenset({"cx_events_total", cx[0], cx[-1]}),
         frozenset({"no_such_sample"}),
     ):
         assert exposition.text_of(names).decode() == _restricted(full, names), names
     assert "cx_events_total{" in exposition.text_of(frozenset({"cx_events_total"})).decode()
+
+    def not_computed(now: float) -> Iterator[Metric]:
+        raise AssertionError("a poll of progress computed every CX family")
+
+    exposition.collector.families = not_computed  # type: ignore[method-assign]
+    assert exposition.text_of(progress).decode() == _restricted(full, progress)
 
 
 def _sample_name(line: str) -> str:
