@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import gc
 import pstats
 import time
 from collections.abc import Callable
 from typing import Any
 
 from bench.data import encode_events, realistic_events
+from bench.harness import frozen_heap
 from pipeline.aggregates.windows import window_specs
 from pipeline.engine.checkpoint import Checkpoint
 from pipeline.engine.partition import PartitionProcessor
@@ -65,38 +65,35 @@ def measure(events: int, *, partitions: int, flush_every: int, seed: int) -> dic
     offsets = dict.fromkeys(processors, 0)
     view = View(window_specs(settings.window_seconds))
     encoded: list[bytes] = []
-    gc.collect()
-    gc.freeze()  # the prefill's objects are the harness's, not the worker's
 
     def decode_only() -> None:
         for record in records:  # realistic events are all valid: nothing is rejected
             decode_record(record.topic, record.key, record.value, now=now)
 
-    process_seconds = checkpoint_seconds = 0.0
-    clock = time.process_time
-    for start in range(0, len(records), flush_every):
-        began = clock()
-        for record in records[start : start + flush_every]:
-            source = (record.topic, record.partition)
-            offset = offsets[source]
-            offsets[source] = offset + 1
-            processors[source].process(offset, record.key, record.value, (), now)
-        process_seconds += clock() - began
-        began = clock()
-        for processor in processors.values():
-            processor.tick(now)
-            checkpoint = processor.take_checkpoint(now)
-            if checkpoint is not None:
-                encoded.append(checkpoint.encode())
-        checkpoint_seconds += clock() - began
-
     def fold() -> None:
         for value in encoded:
             view.apply(Checkpoint.decode(value, for_view=True))
 
-    decode_seconds = _timed(decode_only)
-    view_seconds = _timed(fold)
-    gc.unfreeze()
+    process_seconds = checkpoint_seconds = 0.0
+    clock = time.process_time
+    with frozen_heap():  # the prefill's objects are the harness's, not the worker's
+        for start in range(0, len(records), flush_every):
+            began = clock()
+            for record in records[start : start + flush_every]:
+                source = (record.topic, record.partition)
+                offset = offsets[source]
+                offsets[source] = offset + 1
+                processors[source].process(offset, record.key, record.value, (), now)
+            process_seconds += clock() - began
+            began = clock()
+            for processor in processors.values():
+                processor.tick(now)
+                checkpoint = processor.take_checkpoint(now)
+                if checkpoint is not None:
+                    encoded.append(checkpoint.encode())
+            checkpoint_seconds += clock() - began
+        decode_seconds = _timed(decode_only)
+        view_seconds = _timed(fold)
     per = 1e6 / len(records)
     return {
         "events": len(records),

@@ -143,11 +143,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def broker_records(args: argparse.Namespace) -> float:
-    """Records the main run's embedded broker will hold: prefill, latency stage, hostile mix and
-    its dead letters (checkpoints and links are a few per partition and flush). Placement and
-    intake run on brokers of their own."""
+    """Records the main run's embedded broker will hold: prefill, latency stage and its broker
+    hop, hostile mix and its dead letters (checkpoints and links are a few per partition and
+    flush). Placement and intake run on brokers of their own."""
     latency = args.latency_rate or args.latency_load * LATENCY_RATE_GUESS
-    prefill_and_latency = args.events + latency * args.latency_seconds
+    prefill_and_latency = args.events + 2 * latency * args.latency_seconds
     if args.cost_point:
         return prefill_and_latency
     hostile = args.hostile_events / (1 - args.garbage_share)

@@ -8,6 +8,7 @@ here imports a stage.
 from bench.harness.broker import broker
 from bench.harness.child import BaselineFailed, run_child
 from bench.harness.console import say
+from bench.harness.heap import frozen_heap
 from bench.harness.meter import MB, CpuMeter, process_cpu_seconds
 from bench.harness.reader import read_log, reader
 
@@ -16,6 +17,7 @@ __all__ = [
     "BaselineFailed",
     "CpuMeter",
     "broker",
+    "frozen_heap",
     "process_cpu_seconds",
     "read_log",
     "reader",

@@ -6,20 +6,29 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import gc
 import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import aiohttp
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench.data import BenchRecord, make_producer, partition_of, send_records
-from bench.harness import CpuMeter
+from bench.data import (
+    BenchRecord,
+    create_source_topics,
+    make_producer,
+    partition_of,
+    send_records,
+)
+from bench.harness import CpuMeter, frozen_heap
 from bench.worker import SNAPSHOT_SAMPLES, WorkerProcess, parse_metrics
+from pipeline.kafka.clients import FETCH_MAX_WAIT_MS
 from pipeline.tools.simulate import SimEvent
 
-__all__ = ["measure_latency"]
+__all__ = ["measure_broker_hop", "measure_latency"]
 
 
 def _iso(epoch: float) -> str:
@@ -39,6 +48,61 @@ def _weighted_percentile(pairs: Sequence[tuple[float, int]], q: float) -> float:
         if running >= rank:
             return value
     return ordered[-1][0]
+
+
+class PacedSend:
+    """Sends prepared events at ``rate``/s: every ``tick`` the events due are stamped with the
+    wall time (``occurred_at``) and sent as one batch per partition, as a producer with a short
+    linger would. ``sends`` lists (wall time of the send, cumulative events sent)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        prefix: str,
+        events: Sequence[SimEvent],
+        *,
+        rate: float,
+        total: int,
+        partitions: int,
+        tick: float,
+    ) -> None:
+        cache: dict[bytes, int] = {}
+        self.prepared = [  # everything but the time stamp, outside the paced loop
+            (event.topic, partition_of(key, partitions, cache), key, event.value)
+            for event in events[:total]
+            for key in (event.key.encode(),)
+        ]
+        self.bootstrap, self.prefix, self.rate, self.tick = bootstrap, prefix, rate, tick
+        self.sends: list[tuple[float, int]] = []
+        self.began = self.seconds = 0.0
+
+    async def run(self, on_start: Callable[[], None] = lambda: None) -> None:
+        """Send everything and wait for every acknowledgement."""
+        producer = make_producer(self.bootstrap)
+        await producer.start()
+        dumps, prepared, total = orjson.dumps, self.prepared, len(self.prepared)
+        futures: list[asyncio.Future[object]] = []
+        try:
+            self.began = began = time.time()
+            on_start()
+            sent = 0
+            while sent < total:
+                now = time.time()
+                due = min(total, math.floor((now - began) * self.rate) + 1)
+                if due > sent:
+                    stamp = _iso(now)
+                    records = [
+                        BenchRecord(topic, partition, key, dumps({**value, "occurred_at": stamp}))
+                        for topic, partition, key, value in prepared[sent:due]
+                    ]
+                    futures.extend(await send_records(producer, self.prefix, records))
+                    self.sends.append((now, due))
+                    sent = due
+                await asyncio.sleep(max(0.0, self.tick - (time.time() - now)))
+            self.seconds = time.time() - began
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
 
 
 async def measure_latency(
@@ -70,7 +134,6 @@ async def measure_latency(
     total = min(len(events), max(1, int(rate * seconds)))
     text_before = await asyncio.to_thread(worker.metrics_text)
     base = parse_metrics(text_before).events
-    sends: list[tuple[float, int]] = []  # (wall time of the send, cumulative events sent)
     polls: list[tuple[float, float]] = []  # (wall time of the answer, cx_events_total)
     full_gcs: list[tuple[float, float]] = []  # (wall time of the answer, full GCs so far)
     scrape_seconds: list[float] = []
@@ -90,54 +153,41 @@ async def measure_latency(
                 return
             await asyncio.sleep(max(0.0, poll - (time.time() - asked)))
 
-    cache: dict[bytes, int] = {}
-    prepared = [  # everything but the time stamp, outside the paced loop
-        (event.topic, partition_of(key, partitions, cache), key, event.value)
-        for event in events[:total]
-        for key in (event.key.encode(),)
-    ]
+    paced = PacedSend(
+        bootstrap, prefix, events, rate=rate, total=total, partitions=partitions, tick=tick
+    )
+    sends = paced.sends
     meter = CpuMeter(broker_pid)
-    producer = make_producer(bootstrap)
-    await producer.start()
-    dumps = orjson.dumps
-    futures: list[asyncio.Future[object]] = []
-    async with aiohttp.ClientSession() as session:
-        polling = asyncio.create_task(poller(session))
-        try:
-            began, cpu_began = time.time(), worker.cpu_seconds()
-            meter.start()
-            sent = 0
-            while sent < total:
-                now = time.time()
-                due = min(total, math.floor((now - began) * rate) + 1)
-                if due > sent:
-                    stamp = _iso(now)
-                    records = [
-                        BenchRecord(topic, partition, key, dumps({**value, "occurred_at": stamp}))
-                        for topic, partition, key, value in prepared[sent:due]
-                    ]
-                    futures.extend(await send_records(producer, prefix, records))
-                    sends.append((now, due))
-                    sent = due
-                await asyncio.sleep(max(0.0, tick - (time.time() - now)))
-            produced_for = time.time() - began
-            meter.stop(worker.cpu_seconds() - cpu_began)
-            await asyncio.gather(*futures)
-            deadline = time.time() + settle_timeout
-            while not polls or polls[-1][1] < base + total:
-                worker.check_alive()
-                if time.time() > deadline:
-                    raise TimeoutError(
-                        f"latency stage: {polls[-1][1] - base if polls else 0:.0f} of {total} "
-                        f"events counted {settle_timeout:.0f} s after the last send"
-                    )
-                await asyncio.sleep(poll)
-        finally:
-            stop_polling.set()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(polling, 5)
-            polling.cancel()
-            await producer.stop()
+    cpu_began = 0.0
+
+    def started() -> None:
+        nonlocal cpu_began
+        cpu_began = worker.cpu_seconds()
+        meter.start()
+
+    harness_full_gcs = gc.get_stats()[2]["collections"]
+    with frozen_heap():  # a full collection of the prepared events stalled sends by ~0.5-0.8 s
+        async with aiohttp.ClientSession() as session:
+            polling = asyncio.create_task(poller(session))
+            try:
+                await paced.run(started)
+                meter.stop(worker.cpu_seconds() - cpu_began)
+                deadline = time.time() + settle_timeout
+                while not polls or polls[-1][1] < base + total:
+                    worker.check_alive()
+                    if time.time() > deadline:
+                        raise TimeoutError(
+                            f"latency stage: {polls[-1][1] - base if polls else 0:.0f} of {total} "
+                            f"events counted {settle_timeout:.0f} s after the last send"
+                        )
+                    await asyncio.sleep(poll)
+            finally:
+                stop_polling.set()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(polling, 5)
+                polling.cancel()
+    harness_full_gcs = gc.get_stats()[2]["collections"] - harness_full_gcs
+    began, produced_for = paced.began, paced.seconds
     counts = [count for _, count in polls]
     latencies: list[tuple[float, int]] = []
     previous = 0
@@ -168,5 +218,69 @@ async def measure_latency(
         **meter.figures,
         "max_ms_per_second": [round(max(values) * 1000) for _, values in sorted(timeline.items())],
         "full_gc_collections": full_gcs[-1][1] - full_gcs[0][1],
+        "harness_full_gc_collections": harness_full_gcs,
         "full_gc_seen_at_seconds": [round(t, 1) for t in gc_seen],
+    }
+
+
+async def measure_broker_hop(
+    *,
+    bootstrap: str,
+    prefix: str,
+    events: Sequence[SimEvent],
+    rate: float,
+    seconds: float,
+    partitions: int,
+    tick: float = 0.02,
+    settle_timeout: float = 30.0,
+) -> dict[str, float]:
+    """The floor under :func:`measure_latency`: the same paced sends, to fresh topics on the same
+    broker, read by a bare aiokafka consumer with the worker's fetch settings.
+
+    Send to receipt is one hop through the broker; an event's way into /metrics takes two
+    (source topic to the worker, its checkpoint to the view) plus a flush and a poll. Run with
+    no worker attached, so the broker serves this consumer alone.
+    """
+    hop_prefix = f"{prefix}hop-"
+    topics = await create_source_topics(bootstrap, hop_prefix, partitions)
+    total = min(len(events), max(1, int(rate * seconds)))
+    paced = PacedSend(
+        bootstrap, hop_prefix, events, rate=rate, total=total, partitions=partitions, tick=tick
+    )
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=5000,
+    )
+    await consumer.start()
+    consumer.assign([TopicPartition(topic, p) for topic in topics for p in range(partitions)])
+    received: list[tuple[float, float]] = []  # (send time stamped by the producer, receipt)
+
+    async def consume() -> None:
+        while len(received) < total:
+            batch = await consumer.getmany(timeout_ms=200)
+            now = time.time()
+            received.extend((r.timestamp / 1000, now) for part in batch.values() for r in part)
+
+    try:
+        with frozen_heap():
+            reading = asyncio.create_task(consume())
+            await paced.run()
+            await asyncio.wait_for(reading, settle_timeout)
+    finally:
+        await consumer.stop()
+    hops = [(got - sent, 1) for sent, got in received]
+    timeline: dict[int, float] = {}
+    for sent, got in received:
+        second = int(sent - paced.began)
+        timeline[second] = max(timeline.get(second, 0.0), got - sent)
+    return {
+        "events": total,
+        "events_per_s": total / paced.seconds,
+        "p50_ms": _weighted_percentile(hops, 0.50) * 1000,
+        "p99_ms": _weighted_percentile(hops, 0.99) * 1000,
+        "max_ms": max(value for value, _ in hops) * 1000,
+        "max_ms_per_second": [round(value * 1000) for _, value in sorted(timeline.items())],
     }

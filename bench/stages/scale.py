@@ -5,13 +5,12 @@ priced by folding the group's checkpoint log once (see :func:`scale_model`)."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import math
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench.harness import MB, read_log, say
+from bench.harness import MB, frozen_heap, read_log, say
 from bench.harness.context import Run
 from bench.stages.drain import drain_pipeline
 from pipeline.aggregates.windows import window_specs
@@ -33,15 +32,11 @@ def view_fold_cost(checkpoints: Sequence[bytes], events: float) -> dict[str, flo
     GC first so that its millions of prefill objects do not bill the fold.
     """
     view = View(window_specs(Settings().window_seconds))
-    gc.collect()
-    gc.freeze()
-    try:
+    with frozen_heap():
         began = time.process_time()
         for value in checkpoints:
             view.apply(Checkpoint.decode(value, for_view=True))
         seconds = time.process_time() - began
-    finally:
-        gc.unfreeze()
     return {
         "checkpoints": len(checkpoints),
         "checkpoints_applied": view.applied,

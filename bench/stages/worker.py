@@ -19,7 +19,7 @@ from bench.harness import MB, say
 from bench.harness.context import Run
 from bench.profile import Profiler
 from bench.stages.drain import drain_pipeline, rss_by_progress, scrape_cost
-from bench.stages.latency import measure_latency
+from bench.stages.latency import measure_broker_hop, measure_latency
 from pipeline.kafka.topics import SOURCE_TOPICS
 
 __all__ = ["pinned_drain", "prefill", "worker_stages"]
@@ -96,6 +96,19 @@ def worker_stages(run: Run) -> dict[str, Any]:
         rss_after_latency = worker.rss()
     finally:
         worker.stop()
+    say("broker hop: the same sends to fresh topics, read by a bare consumer (no worker)")
+    hop = asyncio.run(
+        measure_broker_hop(
+            bootstrap=run.bootstrap,
+            prefix=run.prefix,
+            events=latency_events,
+            rate=rate,
+            seconds=args.latency_seconds,
+            partitions=run.partitions,
+        )
+    )
+    results["broker_hop"] = hop
+    say(f"  p50 {hop['p50_ms']:.0f} ms, p99 {hop['p99_ms']:.0f} ms")
     step = max(1, len(samples) // 200)
     results["memory"] = {
         "rss_after_drain_mb": rss_after_drain / MB,

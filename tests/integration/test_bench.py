@@ -46,6 +46,7 @@ POSITIVE = {
         "p99_ms",
         "max_ms",
     ],
+    "broker_hop": ["events", "events_per_s", "p50_ms", "p99_ms", "max_ms"],
     "naive": ["events", "seconds", "events_per_s", "startup_seconds"],
     "scale_out": [
         "events",
@@ -120,6 +121,7 @@ def test_short_benchmark_writes_every_figure(
     assert "| **1 worker, 10% garbage** (records/s) |" in table
     assert "all dead-lettered" in table
     assert "pipeline / naive" in table
+    assert "| one hop through the broker, p50 / p99 |" in table
 
 
 def assert_partitioning(partitioning: dict, events: int) -> None:
