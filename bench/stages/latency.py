@@ -11,6 +11,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import aiohttp
 import orjson
@@ -28,7 +29,7 @@ from bench.worker import SNAPSHOT_SAMPLES, WorkerProcess, parse_metrics
 from pipeline.kafka.clients import FETCH_MAX_WAIT_MS
 from pipeline.tools.simulate import SimEvent
 
-__all__ = ["measure_broker_hop", "measure_latency"]
+__all__ = ["PacedLoad", "measure_broker_hop", "measure_latency"]
 
 
 def _iso(epoch: float) -> str:
@@ -50,37 +51,46 @@ def _weighted_percentile(pairs: Sequence[tuple[float, int]], q: float) -> float:
     return ordered[-1][0]
 
 
-class PacedSend:
-    """Sends prepared events at ``rate``/s: every ``tick`` the events due are stamped with the
-    wall time (``occurred_at``) and sent as one batch per partition, as a producer with a short
-    linger would. ``sends`` lists (wall time of the send, cumulative events sent)."""
+@dataclass(frozen=True)
+class PacedLoad:
+    """What the latency stages send: ``events`` at ``rate``/s for ``seconds`` to the source
+    topics under ``prefix`` (``partitions`` each), a batch per partition every ``tick``."""
 
-    def __init__(
-        self,
-        bootstrap: str,
-        prefix: str,
-        events: Sequence[SimEvent],
-        *,
-        rate: float,
-        total: int,
-        partitions: int,
-        tick: float,
-    ) -> None:
+    bootstrap: str
+    prefix: str
+    events: Sequence[SimEvent]
+    rate: float
+    seconds: float
+    partitions: int
+    tick: float = 0.02
+
+    @property
+    def total(self) -> int:
+        return min(len(self.events), max(1, int(self.rate * self.seconds)))
+
+
+class PacedSend:
+    """Sends a :class:`PacedLoad`: every ``tick`` the events due are stamped with the wall time
+    (``occurred_at``) and sent as one batch per partition, as a producer with a short linger
+    would. ``sends`` lists (wall time of the send, cumulative events sent)."""
+
+    def __init__(self, load: PacedLoad, prefix: str) -> None:
         cache: dict[bytes, int] = {}
         self.prepared = [  # everything but the time stamp, outside the paced loop
-            (event.topic, partition_of(key, partitions, cache), key, event.value)
-            for event in events[:total]
+            (event.topic, partition_of(key, load.partitions, cache), key, event.value)
+            for event in load.events[: load.total]
             for key in (event.key.encode(),)
         ]
-        self.bootstrap, self.prefix, self.rate, self.tick = bootstrap, prefix, rate, tick
+        self.load, self.prefix = load, prefix
         self.sends: list[tuple[float, int]] = []
         self.began = self.seconds = 0.0
 
     async def run(self, on_start: Callable[[], None] = lambda: None) -> None:
         """Send everything and wait for every acknowledgement."""
-        producer = make_producer(self.bootstrap)
+        producer = make_producer(self.load.bootstrap)
         await producer.start()
         dumps, prepared, total = orjson.dumps, self.prepared, len(self.prepared)
+        rate, tick = self.load.rate, self.load.tick
         futures: list[asyncio.Future[object]] = []
         try:
             self.began = began = time.time()
@@ -88,7 +98,7 @@ class PacedSend:
             sent = 0
             while sent < total:
                 now = time.time()
-                due = min(total, math.floor((now - began) * self.rate) + 1)
+                due = min(total, math.floor((now - began) * rate) + 1)
                 if due > sent:
                     stamp = _iso(now)
                     records = [
@@ -98,7 +108,7 @@ class PacedSend:
                     futures.extend(await send_records(producer, self.prefix, records))
                     self.sends.append((now, due))
                     sent = due
-                await asyncio.sleep(max(0.0, self.tick - (time.time() - now)))
+                await asyncio.sleep(max(0.0, tick - (time.time() - now)))
             self.seconds = time.time() - began
             await asyncio.gather(*futures)
         finally:
@@ -107,19 +117,13 @@ class PacedSend:
 
 async def measure_latency(
     worker: WorkerProcess,
+    load: PacedLoad,
     *,
-    bootstrap: str,
-    prefix: str,
-    events: Sequence[SimEvent],
-    rate: float,
-    seconds: float,
-    partitions: int,
     poll: float = 0.1,
-    tick: float = 0.02,
     broker_pid: int | None = None,
     settle_timeout: float = 30.0,
 ) -> dict[str, float]:
-    """Produce ``events`` paced at ``rate``/s for ``seconds`` with ``occurred_at`` = send time.
+    """Produce ``load`` with ``occurred_at`` = send time.
 
     Every ``tick`` the events due are stamped with the current wall time and sent as batches;
     /metrics is polled every ``poll`` s. An event's latency is the time from its send to the
@@ -131,7 +135,7 @@ async def measure_latency(
     """
     query = [("name[]", name) for name in SNAPSHOT_SAMPLES]
 
-    total = min(len(events), max(1, int(rate * seconds)))
+    total = load.total
     text_before = await asyncio.to_thread(worker.metrics_text)
     base = parse_metrics(text_before).events
     polls: list[tuple[float, float]] = []  # (wall time of the answer, cx_events_total)
@@ -153,9 +157,7 @@ async def measure_latency(
                 return
             await asyncio.sleep(max(0.0, poll - (time.time() - asked)))
 
-    paced = PacedSend(
-        bootstrap, prefix, events, rate=rate, total=total, partitions=partitions, tick=tick
-    )
+    paced = PacedSend(load, load.prefix)
     sends = paced.sends
     meter = CpuMeter(broker_pid)
     cpu_began = 0.0
@@ -165,8 +167,8 @@ async def measure_latency(
         cpu_began = worker.cpu_seconds()
         meter.start()
 
-    harness_full_gcs = gc.get_stats()[2]["collections"]
     with frozen_heap():  # a full collection of the prepared events stalled sends by ~0.5-0.8 s
+        harness_full_gcs = gc.get_stats()[2]["collections"]  # after the freeze's own
         async with aiohttp.ClientSession() as session:
             polling = asyncio.create_task(poller(session))
             try:
@@ -202,7 +204,7 @@ async def measure_latency(
     for (sent_at, _), (latency, _) in zip(sends, latencies, strict=True):
         timeline.setdefault(int(sent_at - began), []).append(latency)
     return {
-        "target_events_per_s": rate,
+        "target_events_per_s": load.rate,
         "events": total,
         "seconds": produced_for,
         "events_per_s": total / produced_for,
@@ -212,7 +214,7 @@ async def measure_latency(
         "max_ms": max(value for value, _ in latencies) * 1000,
         "mean_ms": sum(v * w for v, w in latencies) / total * 1000,
         "poll_ms": poll * 1000,
-        "tick_ms": tick * 1000,
+        "tick_ms": load.tick * 1000,
         "scrape_ms_median": statistics.median(scrape_seconds) * 1000,
         "worker_cpu_utilisation": (worker.cpu_seconds() - cpu_began) / (time.time() - began),
         **meter.figures,
@@ -223,17 +225,7 @@ async def measure_latency(
     }
 
 
-async def measure_broker_hop(
-    *,
-    bootstrap: str,
-    prefix: str,
-    events: Sequence[SimEvent],
-    rate: float,
-    seconds: float,
-    partitions: int,
-    tick: float = 0.02,
-    settle_timeout: float = 30.0,
-) -> dict[str, float]:
+async def measure_broker_hop(load: PacedLoad, *, settle_timeout: float = 30.0) -> dict[str, float]:
     """The floor under :func:`measure_latency`: the same paced sends, to fresh topics on the same
     broker, read by a bare aiokafka consumer with the worker's fetch settings.
 
@@ -241,21 +233,19 @@ async def measure_broker_hop(
     (source topic to the worker, its checkpoint to the view) plus a flush and a poll. Run with
     no worker attached, so the broker serves this consumer alone.
     """
-    hop_prefix = f"{prefix}hop-"
-    topics = await create_source_topics(bootstrap, hop_prefix, partitions)
-    total = min(len(events), max(1, int(rate * seconds)))
-    paced = PacedSend(
-        bootstrap, hop_prefix, events, rate=rate, total=total, partitions=partitions, tick=tick
-    )
+    hop_prefix = f"{load.prefix}hop-"
+    topics = await create_source_topics(load.bootstrap, hop_prefix, load.partitions)
+    total = load.total
+    paced = PacedSend(load, hop_prefix)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        bootstrap_servers=load.bootstrap,
         fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=5000,
     )
     await consumer.start()
-    consumer.assign([TopicPartition(topic, p) for topic in topics for p in range(partitions)])
+    consumer.assign([TopicPartition(t, p) for t in topics for p in range(load.partitions)])
     received: list[tuple[float, float]] = []  # (send time stamped by the producer, receipt)
 
     async def consume() -> None:

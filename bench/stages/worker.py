@@ -19,7 +19,7 @@ from bench.harness import MB, say
 from bench.harness.context import Run
 from bench.profile import Profiler
 from bench.stages.drain import drain_pipeline, rss_by_progress, scrape_cost
-from bench.stages.latency import measure_broker_hop, measure_latency
+from bench.stages.latency import PacedLoad, measure_broker_hop, measure_latency
 from pipeline.kafka.topics import SOURCE_TOPICS
 
 __all__ = ["pinned_drain", "prefill", "worker_stages"]
@@ -77,28 +77,7 @@ def worker_stages(run: Run) -> dict[str, Any]:
             history=args.history_seconds,
             now=time.time(),
         )
-        say(f"latency: {rate:,.0f} events/s for {args.latency_seconds:g} s")
-        latency = asyncio.run(
-            measure_latency(
-                worker,
-                bootstrap=run.bootstrap,
-                prefix=run.prefix,
-                events=latency_events,
-                rate=rate,
-                seconds=args.latency_seconds,
-                partitions=run.partitions,
-                poll=args.latency_poll,
-                broker_pid=run.broker_pid,
-            )
-        )
-        results["latency"] = latency
-        say(f"  p50 {latency['p50_ms']:.0f} ms, p99 {latency['p99_ms']:.0f} ms")
-        rss_after_latency = worker.rss()
-    finally:
-        worker.stop()
-    say("broker hop: the same sends to fresh topics, read by a bare consumer (no worker)")
-    hop = asyncio.run(
-        measure_broker_hop(
+        load = PacedLoad(
             bootstrap=run.bootstrap,
             prefix=run.prefix,
             events=latency_events,
@@ -106,7 +85,17 @@ def worker_stages(run: Run) -> dict[str, Any]:
             seconds=args.latency_seconds,
             partitions=run.partitions,
         )
-    )
+        say(f"latency: {rate:,.0f} events/s for {args.latency_seconds:g} s")
+        latency = asyncio.run(
+            measure_latency(worker, load, poll=args.latency_poll, broker_pid=run.broker_pid)
+        )
+        results["latency"] = latency
+        say(f"  p50 {latency['p50_ms']:.0f} ms, p99 {latency['p99_ms']:.0f} ms")
+        rss_after_latency = worker.rss()
+    finally:
+        worker.stop()
+    say("broker hop: the same sends to fresh topics, read by a bare consumer (no worker)")
+    hop = asyncio.run(measure_broker_hop(load))
     results["broker_hop"] = hop
     say(f"  p50 {hop['p50_ms']:.0f} ms, p99 {hop['p99_ms']:.0f} ms")
     step = max(1, len(samples) // 200)
