@@ -85,8 +85,13 @@ class PacedSend:
         self.sends: list[tuple[float, int]] = []
         self.began = self.seconds = 0.0
 
-    async def run(self, on_start: Callable[[], None] = lambda: None) -> None:
-        """Send everything and wait for every acknowledgement."""
+    async def run(
+        self,
+        on_start: Callable[[], None] = lambda: None,
+        on_sent: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Send everything and wait for every acknowledgement; ``on_start`` and ``on_sent``
+        bracket the paced sends (not the wait for the last acknowledgements)."""
         producer = make_producer(self.load.bootstrap)
         await producer.start()
         dumps, prepared, total = orjson.dumps, self.prepared, len(self.prepared)
@@ -110,6 +115,7 @@ class PacedSend:
                     sent = due
                 await asyncio.sleep(max(0.0, tick - (time.time() - now)))
             self.seconds = time.time() - began
+            on_sent()
             await asyncio.gather(*futures)
         finally:
             await producer.stop()
@@ -167,13 +173,15 @@ async def measure_latency(
         cpu_began = worker.cpu_seconds()
         meter.start()
 
+    def sent() -> None:
+        meter.stop(worker.cpu_seconds() - cpu_began)
+
     with frozen_heap():  # a full collection of the prepared events stalled sends by ~0.5-0.8 s
         harness_full_gcs = gc.get_stats()[2]["collections"]  # after the freeze's own
         async with aiohttp.ClientSession() as session:
             polling = asyncio.create_task(poller(session))
             try:
-                await paced.run(started)
-                meter.stop(worker.cpu_seconds() - cpu_began)
+                await paced.run(started, sent)
                 deadline = time.time() + settle_timeout
                 while not polls or polls[-1][1] < base + total:
                     worker.check_alive()
