@@ -26,6 +26,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 TOKENS = "first-token-0123,second-token-4567"
 FIRST_TOKEN = TOKENS.split(",")[0]
+MID_MORNING = 10.0
 
 
 @contextmanager
@@ -91,9 +92,19 @@ def test_simulated_traffic_via_http_counts_exactly_what_was_sent(broker, tmp_pat
         with collector_process(pipeline, tmp_path / "collector.log") as url:
 
             async def simulate() -> RecordingSink:
-                # batches of 200: the history goes out as many full requests; a short TTR gets surveys
+                # batches of 200: the history goes out as many full requests; a short TTR gets
+                # surveys; the shop's local time is mid-morning, whatever the hour the test runs
+                # at, so the diurnal profile cannot starve a topic (it did at ~05:20 UTC)
                 async with RecordingSink(url, FIRST_TOKEN, batch=200) as sink:
-                    await run_live(sink, rate=20, duration=3, seed=11, history=600, ttr_median=30)
+                    await run_live(
+                        sink,
+                        rate=20,
+                        duration=3,
+                        seed=11,
+                        history=600,
+                        ttr_median=30,
+                        utc_offset_hours=MID_MORNING - time.time() % 86_400 / 3600,
+                    )
                 return sink
 
             sink = asyncio.run(simulate())
