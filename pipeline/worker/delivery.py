@@ -64,7 +64,10 @@ class Outbox:
     """What a flush must deliver: dead letters and links first, then checkpoints."""
 
     before: list[Record] = field(default_factory=list)
-    checkpoints: list[Checkpoint] = field(default_factory=list)
+    checkpoints: list[tuple[Checkpoint, Record]] = field(default_factory=list)
+    """Each checkpoint with its record, encoded when cut: entity state is mutated in place by
+    later events, so a checkpoint re-encoded on a retry after an outage would carry effects of
+    records past its offset, and a replay from that offset would apply them twice."""
 
     def __bool__(self) -> bool:
         return bool(self.before or self.checkpoints)
@@ -152,7 +155,7 @@ class Delivery:
             )
         checkpoint = processor.take_checkpoint(now)
         if checkpoint is not None:
-            self.outbox.checkpoints.append(checkpoint)
+            self.outbox.checkpoints.append((checkpoint, self._checkpoint_record(checkpoint)))
 
     async def deliver(self) -> bool:
         """Send the outbox: dead letters and links, then checkpoints, then commit offsets.
@@ -166,7 +169,7 @@ class Delivery:
                 await self._send_all(outbox.before)
                 outbox.before = []
             if outbox.checkpoints:
-                await self._send_all([self._checkpoint_record(c) for c in outbox.checkpoints])
+                await self._send_all([record for _, record in outbox.checkpoints])
         except KafkaError as error:
             self.health.broker_connected.set(0)
             log.warning("delivery failed (%s); retrying with the next flush", type(error).__name__)
@@ -174,7 +177,9 @@ class Delivery:
         delivered, outbox.checkpoints = outbox.checkpoints, []
         self.health.checkpoints.inc(len(delivered))
         offsets = {
-            TopicPartition(c.topic, c.partition): c.next_offset for c in delivered if c.next_offset
+            TopicPartition(c.topic, c.partition): c.next_offset
+            for c, _ in delivered
+            if c.next_offset
         }
         if offsets and self.commit is not None:
             try:
