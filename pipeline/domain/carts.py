@@ -342,7 +342,12 @@ class CartHandler:
 
     def _finish(self, cart_id: str, cart: Cart, outcome: str) -> None:
         cart.outcome = outcome
-        cart.segments, cart.steps, cart.items = cart.segments[:1], [], []
+        # emptied in place, not replaced: after a backfill ~200k carts finish in a row, and
+        # three new lists each piled up ~700k young objects the collector's count never saw
+        # (the old ones it freed were frozen), so one young collection took 0.74 s at 1M events
+        del cart.segments[1:]
+        cart.steps.clear()
+        cart.items.clear()
         self._changed.add(cart_id)
 
     def _expire_later(self, cart_id: str, cart: Cart, now: float) -> None:

@@ -12,7 +12,8 @@ heartbeat, and the pause grows with the state.
 So every object that survives a young collection is frozen (``gc.freeze``): no later collection
 scans it again. A collection then scans only the objects tracked since the previous one: about
 :data:`YOUNG_OBJECTS` (0.05-0.12 s each after 1M events). Objects the count misses can make it
-more: after a 1M-event backfill's cart decisions, 945k (0.74 s; README, "stalls"). Frozen
+more: after a 1M-event backfill's cart decisions, 945k (0.74 s; README, "stalls") while a
+finished cart's lists were replaced rather than emptied in place. Frozen
 objects are still freed by reference counting as usual.
 
 The cost is that a reference cycle is never collected once it has lived through one young
