@@ -33,6 +33,7 @@ from pipeline.engine.checkpoint import Checkpoint
 from pipeline.engine.partition import PartitionProcessor
 from pipeline.engine.view import View
 from pipeline.settings import Settings
+from pipeline.worker import gc_policy
 from pipeline.worker.handlers import make_handler
 from schemas import decode_record
 
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", action="store_true", help="print the top of a cProfile")
     args = parser.parse_args(argv)
+    gc_policy.install()  # the worker's collector settings: with CPython's defaults, collections
+    # re-scanning the growing state were ~19 % of `process` (sampled at dataclass allocations)
     options = {"partitions": args.partitions, "flush_every": args.flush_every, "seed": args.seed}
     if args.profile:
         profile = cProfile.Profile()
