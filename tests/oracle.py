@@ -363,7 +363,6 @@ def _first_customer(events: list[dict]):
 
 
 def _cart_signals(events: list[dict], now: float, timeout: float, lateness: float) -> list[dict]:
-    import re
     from decimal import Decimal
 
     carts: dict[str, dict] = {}
@@ -405,8 +404,6 @@ def _cart_signals(events: list[dict], now: float, timeout: float, lateness: floa
             if e["event_type"] == "checkout.step_completed"
         )
         last_step = steps[-1][1] if steps else "none"
-        if not re.fullmatch(r"[a-z0-9_]{1,32}", last_step):
-            last_step = "other"
         changes = sorted(
             (
                 (
@@ -533,15 +530,18 @@ def signal_expectations(
 ) -> dict[str, dict]:
     """{signal_id: signal} the contract's "Signals" section calls for, as of ``now``.
 
-    Every event is known (arrival order never matters); events older than the longest window
-    are late and decide nothing, like everywhere else. Times are written in UTC ``isoformat``,
-    the text a late delivery's ``signal_id`` is made from.
+    Every event is known (arrival order never matters). Events older than the longest window
+    are late: they are part of no entity's history, so they decide no cart, delivery or SLA
+    fact, but a late detractor response is still a detractor ("Signals are decided for every
+    event, backfills included"). Times are written in UTC ``isoformat``, the text a late
+    delivery's ``signal_id`` is made from.
     """
-    fresh = [e for e in first_seen(events) if now - epoch(e["occurred_at"]) <= longest_window]
+    seen = first_seen(events)
+    fresh = [e for e in seen if now - epoch(e["occurred_at"]) <= longest_window]
     signals = (
         _cart_signals(fresh, now, timeout, lateness)
         + _late_delivery_signals(fresh, now, lateness)
-        + _detractor_signals(fresh)
+        + _detractor_signals(seen)
     )
     return {s["signal_id"]: s for s in signals}
 

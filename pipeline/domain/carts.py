@@ -32,7 +32,6 @@ are capped against hostile producers.
 from __future__ import annotations
 
 import heapq
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -41,6 +40,7 @@ from typing import Any
 from prometheus_client.core import Metric
 
 from pipeline.aggregates.observations import Observations
+from pipeline.domain.handler import NoLateSignals
 from pipeline.domain.reading import MetricView, WindowReader, gauge
 from pipeline.domain.signalling import earliest_customer, emit_signal
 from schemas import CartItemAdded, CartItemRemoved, CheckoutStarted, CheckoutStepCompleted
@@ -56,14 +56,13 @@ MAX_TIMERS_PER_TICK = 1000
 """A backfill makes every cart of its history due at once (~200k carts after 1M events, ~80 µs
 each with its signal): in one tick that held the worker's event loop for seconds (no fetch, no
 scrape, no heartbeat). A thousand per partition per flush keeps each step near 0.1 s."""
-_STEP_LABEL = re.compile(r"^[a-z0-9_]{1,32}$")
 
 
 def step_label(step: str | None) -> str:
-    """Last completed step as a label value; odd producer strings collapse to ``other``."""
-    if step is None:
-        return "none"
-    return step if _STEP_LABEL.match(step) else "other"
+    """Last completed step as its label value: the step as the producer named it (Segment's
+    ``step_name`` such as "Shipping Info" included; the schema caps it at 64 characters), or
+    ``none`` when no step was completed (CONTRACT.md "Cart abandonment")."""
+    return "none" if step is None else step
 
 
 def add_activity(segments: list[list[float]], time: float, timeout: float) -> None:
@@ -179,7 +178,7 @@ class Cart:
         return items, str(value), currency
 
 
-class CartHandler:
+class CartHandler(NoLateSignals):
     """Cart outcomes for one ``cx.carts`` partition (and its ``cart-orders`` links)."""
 
     def __init__(

@@ -16,6 +16,10 @@ class DomainHandler(Protocol):
     def handle(self, event: Any, out: Observations) -> None:
         """Apply one valid, first-seen, on-time event."""
 
+    def handle_late(self, event: Any, out: Observations) -> None:
+        """An event older than the longest window on arrival: no observation, no entity state,
+        only the signals it decides on its own (CONTRACT.md "Signals": backfills included)."""
+
     def tick(self, now: float, out: Observations) -> None:
         """Fire timers (e.g. cart abandonment) due at ``now``."""
 
@@ -27,6 +31,14 @@ class DomainHandler(Protocol):
 
     def restore(self, changes: dict[str, Any]) -> None:
         """Re-apply changes taken from a checkpoint, in checkpoint order."""
+
+
+class NoLateSignals:
+    """For handlers whose signals follow from an entity's history (a cart's activity, a
+    ticket's replies, an order's shipment): a late event is not part of any kept history."""
+
+    def handle_late(self, event: Any, out: Observations) -> None:
+        return None
 
 
 class Stateless:

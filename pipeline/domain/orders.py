@@ -46,6 +46,7 @@ from typing import Any
 from prometheus_client.core import Metric
 
 from pipeline.aggregates.observations import Observations
+from pipeline.domain.handler import NoLateSignals
 from pipeline.domain.reading import MetricView, WindowReader, gauge
 from pipeline.domain.signalling import earliest_customer, emit_signal, rfc3339
 from schemas import OrderDelivered, OrderPlaced, OrderRefunded, OrderShipped
@@ -106,7 +107,7 @@ class Order:
         ]
 
 
-class OrderHandler:
+class OrderHandler(NoLateSignals):
     """Order state for one ``cx.orders`` partition."""
 
     ordered_types = frozenset(("order.shipped", "order.delivered", "order.refunded"))

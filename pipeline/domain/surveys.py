@@ -29,6 +29,13 @@ def nps_category(score: int) -> str:
     return "passive" if score >= 7 else "detractor"
 
 
+def is_detractor(survey: str, score: int) -> bool:
+    """NPS 0-6 or CSAT 1-2: a response that calls for a follow-up."""
+    if survey == "nps":
+        return nps_category(score) == "detractor"
+    return survey == "csat" and score <= CSAT_DETRACTOR_MAX
+
+
 class SurveyHandler(Stateless):
     def handle(self, event: SurveySubmitted, out: Observations) -> None:
         channel = str(event.channel)
@@ -37,26 +44,29 @@ class SurveyHandler(Stateless):
         out.observe("survey_responses", (channel, survey), time)
         score = event.score
         if survey == "nps":
-            category = nps_category(score)
-            out.observe("nps", (channel, category), time)
-            if category == "detractor":
-                self._detractor(event, channel, out)
+            out.observe("nps", (channel, nps_category(score)), time)
         elif survey == "csat":
             if score >= 4:
                 out.observe("csat_satisfied", (channel,), time)
-            elif score <= CSAT_DETRACTOR_MAX:
-                self._detractor(event, channel, out)
         else:
             out.observe("ces_sum", (channel,), time, score)
+        self._follow_up(event, out)
+
+    def handle_late(self, event: SurveySubmitted, out: Observations) -> None:
+        """A detractor's follow-up is due whatever its age, and a response is decided alone:
+        a backfilled one is signalled like a live one (same ``signal_id``)."""
+        self._follow_up(event, out)
 
     @staticmethod
-    def _detractor(event: SurveySubmitted, channel: str, out: Observations) -> None:
+    def _follow_up(event: SurveySubmitted, out: Observations) -> None:
+        if not is_detractor(str(event.survey), event.score):
+            return
         emit_signal(
             out,
             "survey.detractor",
             event.response_id,
             occurred_at=event.ts,
-            channel=channel,
+            channel=str(event.channel),
             customer_id=event.customer_id,
             survey=str(event.survey),
             score=event.score,

@@ -39,6 +39,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from pipeline.aggregates.observations import Observations
 from pipeline.aggregates.sketch import QuantileSketch
 from pipeline.domain import ticket_sla
+from pipeline.domain.handler import NoLateSignals
 from pipeline.domain.reading import MetricView, WindowReader, gauge
 from pipeline.domain.sla_policy import DEFAULT_POLICY, SlaPolicy
 from pipeline.domain.ticket_sla import SlaTracker, TicketSla
@@ -100,7 +101,7 @@ def ttr_buckets_of(seconds: float) -> list[str]:
     return [label for le, label in zip(TTR_BUCKETS, BUCKET_LABELS, strict=True) if seconds <= le]
 
 
-class TicketHandler:
+class TicketHandler(NoLateSignals):
     """Ticket state for one ``cx.tickets`` partition."""
 
     ordered_types = frozenset(

@@ -176,6 +176,7 @@ class PartitionProcessor:
         self.out.count("events", (self.topic_name, event.event_type))
         if now - time > settings.longest_window:
             self.out.count("late", (self.topic_name,))
+            self.handler.handle_late(event, self.out)
             return
         if event.event_type in self.ordered:
             assert value is not None  # decode_record rejects a record without a value

@@ -19,10 +19,11 @@ from hypothesis import strategies as st
 
 from pipeline.domain.carts import Cart
 from pipeline.domain.orders import Order
+from pipeline.engine.checkpoint import Checkpoint
 from pipeline.engine.links import decode_link, encode_link
 from schemas.signals import SIGNAL_ADAPTER, signal_id
 from tests.oracle import signal_expectations
-from tests.unit.domain_support import SETTINGS, SignalShop
+from tests.unit.domain_support import SETTINGS, SignalShop, fold
 
 T0 = 1_800_000_000.0
 END = T0 + 8 * 3600  # every fact of the stories below is decided by then
@@ -350,6 +351,41 @@ def test_detractors_are_nps_0_to_6_and_csat_1_to_2():
     assert epoch_of(sent[0]) == T0
 
 
+def test_a_backfilled_detractor_too_old_for_any_window_is_still_signalled():
+    """CONTRACT.md "Signals": decided for every event, backfills included; "Windows": an event
+    older than the longest window is counted as late and not aggregated."""
+    arrival = T0 + 3 * 86_400
+    old = [
+        survey(T0, "nps", 2, customer="dora"),  # three days old on arrival
+        survey(T0 + 60, "csat", 1),
+        survey(T0 + 120, "nps", 9),
+        event(
+            "cart.item_added",
+            T0,
+            cart_id="old-cart",
+            product_id="p",
+            quantity=1,
+            unit_price="1",
+            currency="EUR",
+        ),
+    ]
+    shop = SignalShop()
+    for body in old:
+        shop.arrive(body)
+    shop.step(arrival)
+    shop.step(arrival + TIMEOUT + LATENESS + QUIET + 10)
+    assert {(s["signal_type"], s.get("score")) for s in shop.sent} == {
+        ("survey.detractor", 2),
+        ("survey.detractor", 1),
+    }
+    want = signal_expectations(old, arrival)
+    assert {s["signal_id"]: s for s in shop.sent} == want
+    assert shop.sent[0]["customer_id"] == "dora" and epoch_of(shop.sent[0]) == T0
+    windowed, totals = fold([Checkpoint.decode(c) for c in shop.checkpoints["surveys"]])
+    assert windowed == {}, "a late response reached a window"
+    assert totals[("late", ("cx.surveys",))] == 3
+
+
 def test_an_abandoned_cart_lists_what_is_still_in_it():
     cart = [
         added("c", T0, "p1", 2, "3.50", channel="mobile_app"),
@@ -371,6 +407,27 @@ def test_an_abandoned_cart_lists_what_is_still_in_it():
     assert signal["last_step"] == "shipping" and signal["channel"] == "mobile_app"
     assert signal["customer_id"] == "carol"
     assert epoch_of(signal) == T0 + 50 + TIMEOUT
+
+
+@pytest.mark.parametrize("step", ["Shipping Info", "payment-details", "2", "café"])
+def test_the_last_step_is_named_as_the_producer_named_it(step):
+    """Segment's ``step_name`` ("Shipping Info") or a numbered step reaches the signal and the
+    ``cx_checkout_abandoned`` label unchanged (CONTRACT.md: "by their last completed step")."""
+    cart = [
+        added("c", T0),
+        event("checkout.started", T0 + 10, cart_id="c"),
+        event("checkout.step_completed", T0 + 20, cart_id="c", step=step),
+    ]
+    shop = SignalShop()
+    for body in cart:
+        shop.arrive(body)
+    shop.step(T0 + 30)
+    shop.step(T0 + 20 + TIMEOUT + LATENESS + QUIET + 10)
+    assert [s["last_step"] for s in shop.sent] == [step]
+    windowed, _ = fold([Checkpoint.decode(c) for c in shop.checkpoints["carts"]])
+    assert {labels for (name, labels), _ in windowed if name == "checkout_abandoned"} == {
+        ("web", step)
+    }
 
 
 def test_an_order_for_an_abandoned_cart_is_a_recovery_with_its_order_id():
