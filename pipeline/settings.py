@@ -6,6 +6,7 @@ setting that is not here does not exist.
 
 from __future__ import annotations
 
+import math
 import re
 from functools import cached_property
 from typing import Literal
@@ -15,19 +16,23 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def parse_duration(text: str | float | int) -> float:
     """``"5m"`` -> 300.0 seconds; plain numbers are seconds."""
     if isinstance(text, int | float):
-        return float(text)
-    match = _DURATION.match(text)
-    if match is None:
+        seconds = float(text)
+    elif (match := _DURATION.match(text)) is not None:
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
         try:
-            return float(text)
+            seconds = float(text)
         except ValueError:
-            raise ValueError(f"not a duration: {text!r} (use e.g. 10s, 5m, 1h, 24h)") from None
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            seconds = math.nan
+    if not math.isfinite(seconds):
+        raise ValueError(f"not a duration: {text!r} (use e.g. 10s, 5m, 1h, 24h)")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
@@ -42,7 +47,10 @@ def format_duration(seconds: float) -> str:
 class Settings(BaseSettings):
     """cx-pipeline configuration. Env var = ``CX_`` + field name in capitals."""
 
-    model_config = SettingsConfigDict(env_prefix="CX_", frozen=True, extra="ignore")
+    # allow_inf_nan=False: "nan" compares false with every bound, so it slipped past them all
+    model_config = SettingsConfigDict(
+        env_prefix="CX_", frozen=True, extra="ignore", allow_inf_nan=False
+    )
 
     # --- Kafka connection -------------------------------------------------------------
     bootstrap_servers: str | None = Field(
@@ -52,6 +60,7 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("cx.", description="Prefix of every topic name.")
     app_id: str = Field(
         "cx-pipeline",
+        min_length=1,
         description="Consumer group and internal-topic namespace; one per pipeline deployment.",
     )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
@@ -67,6 +76,7 @@ class Settings(BaseSettings):
     ssl_keyfile: str | None = Field(None, description="Client key for mutual TLS.")
     session_timeout: float = Field(
         6.0,
+        gt=0,
         description="Consumer-group session timeout (s); a crashed worker's partitions move after "
         "it. 6 is Kafka's minimum; with the embedded broker the default is 2 (a join then takes 1 s).",
     )
@@ -106,6 +116,7 @@ class Settings(BaseSettings):
     )
     dedupe_horizon: float | None = Field(
         None,
+        gt=0,
         description="How long event ids are remembered (s). Default: longest window + lateness.",
     )
 
@@ -131,6 +142,7 @@ class Settings(BaseSettings):
     )
     checkpoint_retention: float = Field(
         7 * 86_400.0,
+        gt=0,
         description="Retention of the checkpoint log when the pipeline creates it (s); must exceed "
         "the dedupe horizon plus two snapshot intervals.",
     )
@@ -142,7 +154,16 @@ class Settings(BaseSettings):
     metrics_port: int = Field(
         9464, ge=0, le=65535, description="Port of /metrics (0 = any free port)."
     )
-    log_level: str = Field("INFO", description="Python log level.")
+    log_level: str = Field(
+        "INFO", description="Python log level: DEBUG, INFO, WARNING, ERROR or CRITICAL."
+    )
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"unknown log level {value!r}; use one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
 
     @field_validator("windows")
     @classmethod

@@ -13,7 +13,7 @@ validator (cached: prices repeat).
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -31,7 +31,13 @@ _MAX_AMOUNT_DECIMAL = Decimal(MAX_AMOUNT)
 # fullmatch on the anchor-less body: Python's `$` would also match before a trailing newline.
 _RFC3339 = re.compile(RFC3339_PATTERN[1:-1])
 _DECIMAL = re.compile(DECIMAL_PATTERN[1:-1])
-TIMESTAMP_MESSAGE = "must be an RFC 3339 timestamp with an explicit offset (Z or +hh:mm)"
+TIMESTAMP_MESSAGE = (
+    "must be an RFC 3339 timestamp with an explicit offset (Z or +hh:mm), in years 1-9999 in UTC"
+)
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+"""The instants Python can write back in UTC: ``0001-01-01T00:00:00+05:00`` is a valid RFC 3339
+text, but its instant lies in year 0, where a signal's ``occurred_at`` could not be written."""
 
 
 def _parse_timestamp(value: Any) -> Any:
@@ -109,13 +115,14 @@ _TIMESTAMP_SCHEMA = cs.union_schema(
                 cs.str_schema(
                     strict=True, max_length=MAX_TIMESTAMP_LENGTH, pattern=RFC3339_PATTERN
                 ),
-                cs.datetime_schema(strict=False, tz_constraint="aware"),
+                cs.datetime_schema(strict=False, tz_constraint="aware", ge=EARLIEST, le=LATEST),
             ]
         ),
         # What speedate refuses but fromisoformat reads (e.g. offset minutes 60-99), and aware
         # datetimes from Python code: the accepted set stays exactly what it was.
         cs.no_info_before_validator_function(
-            _parse_timestamp, cs.datetime_schema(strict=True, tz_constraint="aware")
+            _parse_timestamp,
+            cs.datetime_schema(strict=True, tz_constraint="aware", ge=EARLIEST, le=LATEST),
         ),
     ],
     mode="left_to_right",

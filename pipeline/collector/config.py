@@ -12,7 +12,7 @@ from functools import cached_property
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_CURRENCY = re.compile(r"[A-Z]{3}")  # fullmatch: `$` would also match before a "\n"
 
 
 class CollectorSettings(BaseSettings):
@@ -78,7 +78,7 @@ class CollectorSettings(BaseSettings):
     @field_validator("default_currency")
     @classmethod
     def _iso_currency(cls, value: str) -> str:
-        if not _CURRENCY.match(value):
+        if not _CURRENCY.fullmatch(value):
             raise ValueError(
                 f"CX_DEFAULT_CURRENCY must be an ISO 4217 code like USD, not {value!r}"
             )

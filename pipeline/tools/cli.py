@@ -43,8 +43,18 @@ SlaSpikeOption = Annotated[
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Environment first, explicit CLI options on top."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    """Environment first, explicit CLI options on top; a bad value stops the command (exit 2)
+    with one line per problem, naming its variable, instead of a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as error:
+        for problem in error.errors(include_url=False, include_input=False):
+            where = "CX_" + str(problem["loc"][0]).upper() if problem["loc"] else "settings"
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            typer.echo(f"cxpipe: bad configuration: {where}: {message}", err=True)
+        raise typer.Exit(2) from None
 
 
 def setup_logging(level: str) -> None:

@@ -588,6 +588,9 @@ def test_timestamp_accepts(text: str, expected: datetime) -> None:
         " 2026-01-01T10:00:00Z",
         "\u0662026-01-01T10:00:00Z",  # non-ASCII digit
         "0000-01-01T10:00:00Z",
+        "0001-01-01T00:00:00+23:59",  # valid text, but its instant is in year 0 (UTC)
+        "0001-01-01T05:00:00+05:01",
+        "9999-12-31T23:00:00-01:00",  # ... or in year 10000
         "2026-01-01T10:00:00." + "1" * 60 + "Z",  # absurdly long
         "",
         "now",
@@ -604,6 +607,13 @@ def test_timestamp_accepts(text: str, expected: datetime) -> None:
 def test_timestamp_rejects(wire: Any) -> None:
     assert reason(event(occurred_at=wire)) == "invalid_timestamp"
     assert reason(event("order.shipped", promised_delivery_at=wire)) == "invalid_timestamp"
+
+
+@pytest.mark.parametrize(
+    "wire", ["0001-01-01T00:00:00Z", "0001-01-01T05:00:00+05:00", "9999-12-31T23:59:59Z"]
+)
+def test_timestamps_at_the_ends_of_the_representable_range_are_read(wire: str) -> None:
+    assert decode(event("order.shipped", promised_delivery_at=wire)).promised_delivery_at
 
 
 def test_missing_timestamp_is_missing_field() -> None:

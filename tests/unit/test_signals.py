@@ -409,6 +409,25 @@ def test_an_abandoned_cart_lists_what_is_still_in_it():
     assert epoch_of(signal) == T0 + 50 + TIMEOUT
 
 
+def test_timestamps_at_the_ends_of_time_are_signalled_or_rejected_never_a_crash():
+    """A timestamp whose instant falls outside years 1-9999 in UTC crashed the worker when a
+    signal wrote it back; now it is rejected at the door, and the last valid instants work."""
+    earliest = "0001-01-01T00:00:00Z"
+    year_zero = "0001-01-01T00:00:00+23:59"
+    shop = SignalShop()
+    for when in (earliest, year_zero):
+        shop.arrive({**survey(T0, "nps", 0), "occurred_at": when})
+        shop.arrive({**shipped(f"o-{when}", T0, T0), "promised_delivery_at": when})
+    shop.step(T0 + 10)
+    shop.step(T0 + LATENESS + QUIET + 20)
+    assert sorted((s["signal_type"], s["occurred_at"]) for s in shop.sent) == [
+        ("order.delivery_late", "0001-01-01T00:00:00+00:00"),
+        ("survey.detractor", "0001-01-01T00:00:00+00:00"),
+    ]
+    rejected = [r.reason for proc in shop.procs.values() for r in proc.rejected]
+    assert rejected == ["invalid_timestamp", "invalid_timestamp"]
+
+
 @pytest.mark.parametrize("step", ["Shipping Info", "payment-details", "2", "café"])
 def test_the_last_step_is_named_as_the_producer_named_it(step):
     """Segment's ``step_name`` ("Shipping Info") or a numbered step reaches the signal and the
