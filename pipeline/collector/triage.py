@@ -6,6 +6,8 @@ collector accepts is one the worker accepts, and a rejection carries the same re
 
 from __future__ import annotations
 
+import json
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,9 +57,26 @@ class Triage:
         }
 
 
+_DEEPEST_PARSED = 1024
+"""orjson parses up to this nesting depth, but writes at most 254 levels."""
+
+
 def _as_bytes(item: Any) -> bytes:
-    # an NDJSON line that did not parse is kept raw; everything else is re-serialised compactly
-    return item if isinstance(item, bytes) else orjson.dumps(item)
+    """The item as Kafka keeps it: an NDJSON line that did not parse stays raw; anything else
+    is re-serialised compactly. An item nested past orjson's writing limit is written by the
+    standard library (with room on its recursion stack), so it can be dead-lettered as too deep
+    instead of failing the whole request."""
+    if isinstance(item, bytes):
+        return item
+    try:
+        return orjson.dumps(item)
+    except orjson.JSONEncodeError:
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 4 * _DEEPEST_PARSED))
+        try:
+            return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
+        finally:
+            sys.setrecursionlimit(limit)
 
 
 class Judge:

@@ -242,3 +242,33 @@ def test_judge_rejects_with_the_worker_reason(event: dict[str, Any], field: str,
         assert triage.rejected[0].reason == expected
     else:
         assert triage.rejected[0].reason in {"unknown_event_type", "invalid_field", "missing_field"}
+
+
+def _nested(depth: int) -> list[Any]:
+    """A JSON array ``depth`` levels deep, as orjson parses it from a request body."""
+    return orjson.loads(b"[" * depth + b"]" * depth)
+
+
+@pytest.mark.parametrize("depth", [255, 600, 1000])
+def test_items_nested_past_what_orjson_writes_are_dead_lettered_as_too_deep(depth: int) -> None:
+    """orjson reads 1024 levels but writes 254: re-serialising such an item failed the whole
+    request with a 500. It is one rejected item, kept whole for the dead-letter topic."""
+    posted = {
+        "event_id": "e-1",
+        "event_type": "checkout.started",
+        "occurred_at": STAMP,
+        "schema_version": 1,
+        "source": "web",
+        "cart_id": "c-1",
+        "extra": _nested(depth),
+    }
+    segment = track("Checkout Started", {"cart_id": _nested(depth)})
+    no_id = {k: v for k, v in segment.items() if k != "messageId"}  # refused before mapping
+    for triage, reason in (
+        (JUDGE.events([posted], NOW), "too_deep"),
+        (JUDGE.segment([segment], NOW, None), "too_deep"),
+        (JUDGE.segment([no_id], NOW, None), "missing_field"),
+    ):
+        (rejection,) = triage.rejected
+        assert not triage.accepted and rejection.reason == reason
+        assert rejection.value.count(b"[") >= depth  # the dead letter keeps all of it
