@@ -18,7 +18,9 @@ SOURCE = "segment"
 _CHANNELS = frozenset(channel.value for channel in Channel)
 _MOBILE_DEVICES = frozenset({"ios", "android", "mobile"})
 # RFC 3339 without an offset: Segment reads such a timestamp as UTC, and so do we.
-_NAIVE_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?$")
+_NAIVE_TIMESTAMP = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +140,7 @@ def occurred_at_of(message: dict[str, Any]) -> Any:
         value = message.get(name)
         if value is None:
             continue
-        if isinstance(value, str) and _NAIVE_TIMESTAMP.match(value):
+        if isinstance(value, str) and _NAIVE_TIMESTAMP.fullmatch(value):
             return value + "Z"
         return value
     raise EventRejected("missing_field", "message field 'timestamp' is required")

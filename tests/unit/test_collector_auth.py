@@ -61,9 +61,10 @@ def test_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.port == 9999
     assert settings.origins == ("https://a.example", "https://b.example")
     assert settings.default_currency == "EUR"
-    monkeypatch.setenv("CX_DEFAULT_CURRENCY", "euro")
-    with pytest.raises(ValidationError, match="CX_DEFAULT_CURRENCY"):
-        CollectorSettings()
+    for bad in ("euro", "USD\n"):  # a trailing newline (a secret file) passed Python's `$`
+        monkeypatch.setenv("CX_DEFAULT_CURRENCY", bad)
+        with pytest.raises(ValidationError, match="CX_DEFAULT_CURRENCY"):
+            CollectorSettings()
 
 
 def run_collector_process(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import ssl
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +58,37 @@ def test_sasl_ssl_options_reach_every_kafka_client():
 
 def test_metrics_bind_to_loopback_by_default():
     assert Settings().metrics_host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CX_MAX_BATCH", "abc"),
+        ("CX_LOG_LEVEL", "verbose"),
+        ("CX_WINDOWS", "5m,1h,nan"),  # NaN compares false with every bound: it passed them all
+        ("CX_CHECKPOINT_RETENTION", "nan"),
+        ("CX_DEDUPE_HORIZON", "-5"),  # would forget every id at once: duplicates counted
+        ("CX_SESSION_TIMEOUT", "inf"),
+        ("CX_APP_ID", ""),
+    ],
+)
+def test_a_bad_setting_stops_the_start_with_one_line_naming_it(variable, value):
+    """``cxpipe worker`` (the real CLI, in a subprocess) exits 2 before touching Kafka."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CX_")} | {variable: value}
+    result = subprocess.run(
+        [sys.executable, "-c", "from pipeline.tools.cli import app; app()", "worker"],
+        env=env,
+        cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"cxpipe: bad configuration: {variable}: "), result.stderr
+
+
+def test_durations_must_be_finite():
+    for text in ("nan", "inf", "-inf", float("nan")):
+        with pytest.raises(ValueError, match="not a duration"):
+            parse_duration(text)
