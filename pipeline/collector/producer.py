@@ -167,6 +167,19 @@ class EventProducer:
             partitions = sorted(await self._producer.partitions_for(dead_letters))
             for rejection in triage.rejected:
                 groups[(dead_letters, random.choice(partitions))].append(
-                    (None, rejection.value, dead_letter_headers(rejection))
+                    self._dead_letter(rejection)
                 )
         return groups
+
+    def _dead_letter(self, rejection: Rejection) -> PendingRecord:
+        """The rejected item whole, up to the body limit; cut there, with its full size in
+        ``cx.error.truncated``. Re-serialising can make an item larger than it arrived (``1e5``
+        becomes ``100000.0``, 2.25x): a 1 MiB body could make a 2.3 MB dead letter, which a
+        broker with Kafka's default 1 MB ``max.message.bytes`` refuses, failing the request
+        (503) and marking the broker unreachable for every client."""
+        value, headers = rejection.value, dead_letter_headers(rejection)
+        limit = self.collector.max_body
+        if len(value) > limit:
+            headers.append(("cx.error.truncated", str(len(value)).encode()))
+            value = value[:limit]
+        return (None, value, headers)

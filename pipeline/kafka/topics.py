@@ -79,8 +79,18 @@ async def ensure_topics(settings: Settings) -> None:
         await _create_missing(
             admin,
             settings,
-            [*source_topic_names(settings), settings.topic(DEAD_LETTER), settings.topic(SIGNALS)],
+            [*source_topic_names(settings), settings.topic(SIGNALS)],
             settings.source_partitions,
+        )
+        # a dead letter is a source record plus error headers, or an HTTP item up to the
+        # collector's body limit: past Kafka's default 1 MB it would be refused, and with it the
+        # flush or request that carries it
+        await _create_missing(
+            admin,
+            settings,
+            [settings.topic(DEAD_LETTER)],
+            settings.source_partitions,
+            {"max.message.bytes": str(SNAPSHOT_MAX_BYTES)},
         )
         # full-state checkpoints and view snapshots bound what recovery and start-up read, so
         # the log may be trimmed by time (settings check it covers the dedupe horizon), never

@@ -309,3 +309,30 @@ async def test_ensure_topics_creates_every_mirror_with_its_sources_partitions(
         await admin.close()
     counts = {topic["topic"]: len(topic["partitions"]) for topic in described}
     assert counts == dict.fromkeys(mirrors, 6)
+
+
+async def test_the_dead_letter_topic_takes_records_past_kafkas_default_size(
+    broker, unique_name: Callable[[str], str]
+) -> None:
+    """A dead letter is a source record plus headers, or an HTTP item up to the body limit: the
+    topic is created with ``max.message.bytes`` far past Kafka's 1 MB default (Tansu stores the
+    setting without enforcing it; ``describe_configs`` reads it back)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from pipeline.kafka.topics import DEAD_LETTER, SNAPSHOT_MAX_BYTES, ensure_topics
+    from pipeline.settings import Settings
+
+    name = unique_name("dlq")
+    settings = Settings(bootstrap_servers=broker.bootstrap, topic_prefix=f"{name}.", app_id=name)
+    await ensure_topics(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        (answer,) = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, settings.topic(DEAD_LETTER))]
+        )
+    finally:
+        await admin.close()
+    configs = {entry[0]: entry[1] for entry in answer.resources[0][4]}
+    assert int(configs["max.message.bytes"]) == SNAPSHOT_MAX_BYTES

@@ -229,6 +229,36 @@ def test_events_endpoint_json_array_and_gzipped_ndjson(broker):
     assert b"{not json" in raw  # an unparsable line is kept as it came
 
 
+def test_an_item_that_grows_when_rewritten_is_dead_lettered_within_the_body_limit(broker):
+    """A body within the limit whose one item grows when re-serialised (``1e5`` is written back
+    as ``100000.0``): the item is rejected as too large and its dead letter is cut at the body
+    limit, marked with its full size. (The embedded broker stores any size; Kafka refuses
+    records past ``max.message.bytes``, 1 MB by default, which the 2.3 MB whole item is.)"""
+    settings = settings_for(broker.bootstrap)
+    limit = CollectorSettings.model_fields["max_body"].default  # 1 MiB
+    item = {**survey(time.time() - 5, 9), "padding": []}
+    filler = limit - len(orjson.dumps([item])) - 64
+    item["padding"] = [1e5] * (filler // 4)
+    body = orjson.dumps([item]).replace(b"100000.0", b"1e5")
+    assert len(body) <= limit < 2 * len(orjson.dumps(item))
+    with (
+        RunningCollector(settings) as collector,
+        httpx.Client(base_url=collector.url) as http,
+    ):
+        answer = http.post(
+            "/v1/events",
+            content=body,
+            headers={**auth(), "Content-Type": "application/json"},
+        )
+        assert answer.status_code == 200, answer.text
+        assert [r["reason"] for r in answer.json()["rejected"]] == ["too_large"]
+    (dead,) = all_records(settings, 1)
+    headers = dict(dead.headers)
+    assert headers["cx.error.reason"] == b"too_large"
+    assert int(headers["cx.error.truncated"]) == len(orjson.dumps(item)) > limit
+    assert dead.value == orjson.dumps(item)[:limit]
+
+
 def test_concurrent_requests_are_all_acked_and_every_event_lands_once(broker):
     """Many clients at once share partitions: each request is answered after its own acks."""
     settings = settings_for(broker.bootstrap)
