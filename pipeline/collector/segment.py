@@ -56,6 +56,12 @@ def _step(properties: dict[str, Any], event: str) -> Any:
     return str(step) if isinstance(step, int | float | str) and not isinstance(step, bool) else step
 
 
+def _quantity(properties: dict[str, Any]) -> Any:
+    """Default 1 when absent or null, as every optional property here treats null."""
+    value = properties.get("quantity")
+    return 1 if value is None else value
+
+
 FieldMapper = Callable[[dict[str, Any], str, str], dict[str, Any]]
 
 
@@ -63,7 +69,7 @@ def _item_added(p: dict[str, Any], event: str, currency: str) -> dict[str, Any]:
     return {
         "cart_id": _require(p, "cart_id", event),
         "product_id": _require(p, "product_id", event),
-        "quantity": p.get("quantity", 1),
+        "quantity": _quantity(p),
         "unit_price": _require(p, "price", event),
         "currency": p.get("currency") or currency,
     }
@@ -73,7 +79,7 @@ def _item_removed(p: dict[str, Any], event: str, currency: str) -> dict[str, Any
     return {
         "cart_id": _require(p, "cart_id", event),
         "product_id": _require(p, "product_id", event),
-        "quantity": p.get("quantity", 1),
+        "quantity": _quantity(p),
     }
 
 

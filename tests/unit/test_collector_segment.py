@@ -62,6 +62,11 @@ ENVELOPE = {
             {"cart_id": "c", "product_id": "p"},
             {"event_type": "cart.item_removed", "cart_id": "c", "product_id": "p", "quantity": 1},
         ),
+        (  # null is absent, as for every optional property
+            "Product Removed",
+            {"cart_id": "c", "product_id": "p", "quantity": None},
+            {"event_type": "cart.item_removed", "cart_id": "c", "product_id": "p", "quantity": 1},
+        ),
         ("Checkout Started", {"cart_id": "c"}, {"event_type": "checkout.started", "cart_id": "c"}),
         (
             "Checkout Step Completed",
