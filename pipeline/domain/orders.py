@@ -29,7 +29,9 @@ Decisions where the contract is silent:
   same whatever the arrival order, and ``order.shipped`` events are capped per order.
 * Memory: an order is forgotten ``retention`` after its latest event time once delivered, or
   ``undelivered_retention`` if it never was (the worker sets both to ``CX_ENTITY_RETENTION``,
-  30 days). A refund after that
+  30 days), or later, once its promises are decided; a promise due more than another
+  ``undelivered_retention`` after that is not waited for (no signal), so a far-future sentinel
+  date cannot keep an order for ever. A refund after that
   counts under the refund's channel; a delivery after that counts as an unknown promise. A
   re-sent ``order.placed`` cannot double count meanwhile: its event time is past the longest window,
   so it arrives late and is never aggregated.
@@ -125,6 +127,9 @@ class OrderHandler(NoLateSignals):
     ) -> None:
         self.retention = retention
         self.undelivered_retention = undelivered_retention
+        self.promise_wait = undelivered_retention
+        """How far past its forgetting an order still waits for a promise to be decided: a
+        sentinel date ("9999-12-31") would otherwise keep every such order for ever."""
         self.lateness, self.quiet = lateness, quiet
         self.orders: dict[str, Order] = {}
         self._changed: set[str] = set()
@@ -223,8 +228,8 @@ class OrderHandler(NoLateSignals):
                 continue
             next_decision = self._decide_lateness(order_id, order, now, out)
             forget_at = order.last_time + self._horizon(order)
-            if next_decision is not None:  # forgetting waits until every promise is decided
-                self._push(order_id, next_decision)
+            if next_decision is not None and next_decision <= forget_at + self.promise_wait:
+                self._push(order_id, next_decision)  # forgetting waits for the promises
             elif forget_at <= now:
                 del self.orders[order_id]
                 self._changed.add(order_id)

@@ -380,6 +380,28 @@ def test_orders_are_forgotten_after_retention():
     assert refunds[key(window="5m", channel="web", currency="EUR")] == 1
 
 
+def test_a_far_future_promise_does_not_keep_an_order_for_ever():
+    """Promises are waited for past the retention, but not for ever: a sentinel date
+    (year 9999) is given up one more retention after the order would have been forgotten."""
+    run = Run(retention=1000.0, undelivered_retention=5000.0)
+    run.feed(
+        [
+            placed("sentinel", NOW - 500, "1", channel="store"),
+            shipped("sentinel", NOW - 400, promise=253402300799.0),  # 9999-12-31T23:59:59Z
+            placed("later", NOW - 500, "1", channel="store"),
+            shipped("later", NOW - 400, promise=NOW + 9000),  # within the wait: kept
+        ]
+    )
+    handler = run.proc.handler
+    run.feed([], now=NOW + 4500)
+    assert set(handler.orders) == {"sentinel", "later"}
+    run.feed([], now=NOW + 4700)  # 5000 after the last event: the sentinel is given up
+    assert set(handler.orders) == {"later"}
+    run.feed([], now=NOW + 9200)
+    assert handler.orders == {}
+    assert [signal["order_id"] for _, signal in run.proc.take_signals()] == ["later"]
+
+
 # -- checkpoint/restore round trip ---------------------------------------------------------------
 def stream(seed: int, n: int) -> list[tuple[float, bytes, bytes]]:
     """(wall clock, key, value): random order events, some future-dated, some duplicated."""
