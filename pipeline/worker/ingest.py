@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CorruptRecordException, KafkaError, UnsupportedCodecError
 
 from pipeline.engine.partition import PartitionProcessor
 from pipeline.engine.placement import Placement
@@ -34,6 +34,11 @@ from pipeline.worker.recovery import recover
 from pipeline.worker.settle import Settlement
 
 log = logging.getLogger(__name__)
+
+UNPARSEABLE = (UnicodeDecodeError, UnsupportedCodecError, CorruptRecordException)
+"""What aiokafka raises for a batch it cannot turn into records: a header key that is not UTF-8,
+a compression codec it has no library for (the codecs come with cramjam, a dependency), a CRC that
+does not match. Each fails every fetch of its batch until the worker steps over it."""
 
 CAUGHT_UP_FLUSH_SHARE = 0.2
 """A worker that has read everything there is flushes after this share of ``flush_interval``.
@@ -122,7 +127,7 @@ class Ingest:
                         timeout_ms=max(0, int(due_in * 1000)),
                         max_records=settings.max_batch,
                     )
-                except UnicodeDecodeError:
+                except UNPARSEABLE:
                     batch = await self._step_over_unreadable(consumer)
                 internal = {}
                 if self.internal_consumer.assignment():
@@ -189,13 +194,14 @@ class Ingest:
     async def _step_over_unreadable(
         self, consumer: AIOKafkaConsumer
     ) -> dict[TopicPartition, list[Any]]:
-        """Find and skip a record aiokafka cannot parse, instead of failing on it forever.
+        """Find and skip records aiokafka cannot parse, instead of failing on them forever.
 
-        A header key that is not UTF-8 makes every fetch of its batch raise, and the raise also
+        An unparseable batch (see `UNPARSEABLE`) makes every fetch of it raise, and the raise also
         drops records already taken from other partitions in that call. So: rewind every
         partition to what its processor has processed, then read each alone; the one that raises
-        is read record by record up to the culprit, which is dead-lettered (reason only: its bytes
-        never reach us) and stepped over. Returns the records read meanwhile, to process as usual.
+        is read record by record up to the culprits, which are dead-lettered (reason only: their
+        bytes never reach us) and stepped over. Returns the records read meanwhile, to process as
+        usual.
         """
         async with self.lock:
             for tp, processor in self.owned.items():
@@ -205,7 +211,7 @@ class Ingest:
                 try:
                     batch.update(await consumer.getmany(tp, timeout_ms=FETCH_MAX_WAIT_MS))
                     continue
-                except UnicodeDecodeError:
+                except UNPARSEABLE:
                     consumer.seek(tp, processor.position)
                 await self._read_up_to_unreadable(consumer, tp, processor)
             return batch
@@ -213,25 +219,33 @@ class Ingest:
     async def _read_up_to_unreadable(
         self, consumer: AIOKafkaConsumer, tp: TopicPartition, processor: PartitionProcessor
     ) -> None:
+        """Read ``tp`` one record at a time up to and past its unparseable records.
+
+        A whole batch fails at once (a codec, a CRC), so every record of it is stepped over in
+        turn; the first readable record after them hands the partition back to batch reading.
+        """
+        stepped_over = False
         while True:
             try:
                 step = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
-            except UnicodeDecodeError as error:
+            except UNPARSEABLE as error:
                 offset = processor.position
-                processor.reject_unreadable(
-                    offset, f"the Kafka client cannot parse it: {error.reason}"
-                )
+                why = error.reason if isinstance(error, UnicodeDecodeError) else str(error)
+                processor.reject_unreadable(offset, f"the Kafka client cannot parse it: {why}")
                 log.warning(
                     "stepped over unreadable record %s:%d@%d", tp.topic, tp.partition, offset
                 )
                 consumer.seek(tp, processor.position)
-                return
+                stepped_over = True
+                continue
             if not step:
                 return
             for record in step.get(tp, []):
                 processor.process(
                     record.offset, record.key, record.value, record.headers, self.clock()
                 )
+            if stepped_over:
+                return
 
     async def _skip_markers(self, consumer: AIOKafkaConsumer) -> None:
         """Move processors past offsets the consumer passed without a record.

@@ -38,6 +38,8 @@ pytestmark = pytest.mark.integration
 PARTITIONS = 4
 """The harness's ``CX_SOURCE_PARTITIONS``."""
 ENV = {"CX_QUIET_PERIOD": "2"}
+KAFKA_CODECS = ("gzip", "snappy", "lz4", "zstd")
+"""Every compression codec Kafka's record batches can carry."""
 Record = tuple[str, bytes, bytes]
 Placed = tuple[str, int, bytes, bytes]
 
@@ -55,9 +57,25 @@ def with_repeats(events: list[dict]) -> list[dict]:
 
 
 # -- producers ----------------------------------------------------------------------------------
-def produce_with_confluent(bootstrap: str, records: list[Record]) -> list[Placed]:
-    """librdkafka with its default partitioner; returns where each record landed."""
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+def produce_with_confluent(
+    bootstrap: str, records: list[Record], codecs: tuple[str, ...] = ("none",)
+) -> list[Placed]:
+    """librdkafka with its default partitioner; returns where each record landed.
+
+    With several ``codecs``, record i goes through a producer compressing with codec i mod n,
+    so the topics hold batches of each.
+    """
+    producers = [
+        Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "acks": "all",
+                "linger.ms": 5,
+                "compression.type": codec,
+            }
+        )
+        for codec in codecs
+    ]
     landed: list[Placed] = []
     errors: list[object] = []
 
@@ -67,10 +85,11 @@ def produce_with_confluent(bootstrap: str, records: list[Record]) -> list[Placed
         else:
             landed.append((message.topic(), message.partition(), message.key(), message.value()))
 
-    for topic, key, value in records:
+    for i, (topic, key, value) in enumerate(records):
+        producer = producers[i % len(producers)]
         producer.produce(topic, value=value, key=key, on_delivery=report)
         producer.poll(0)
-    remaining = producer.flush(30)
+    remaining = sum(producer.flush(30) for producer in producers)
     assert remaining == 0 and not errors, f"{remaining} undelivered, errors: {errors[:3]}"
     return landed
 
@@ -177,6 +196,21 @@ def test_confluent_kafka_default_partitioner_gives_the_oracle_numbers(broker, tm
         placed = produce_with_confluent(broker.bootstrap, event_records(pipeline.prefix, events))
         assert sum(misplaced(placed).values()) > len(events) / 2  # CRC32 is not murmur2
         all_export_expected([worker], events, placed)
+    finally:
+        pipeline.stop()
+
+
+def test_compressed_batches_of_every_kafka_codec_give_the_oracle_numbers(broker, tmp_path):
+    """Producers compress as they are configured (Java's and librdkafka's users often choose
+    lz4, zstd or snappy); Kafka hands the batches on as they are, so the worker must read all."""
+    pipeline = Pipeline(broker.bootstrap, extra_env=ENV)
+    try:
+        worker = pipeline.start_worker(tmp_path)
+        events = with_repeats(traffic(time.time()))
+        records = event_records(pipeline.prefix, events)
+        placed = produce_with_confluent(broker.bootstrap, records, KAFKA_CODECS)
+        all_export_expected([worker], events, placed)
+        assert not cx_samples(worker.samples(), ("cx_events_rejected_total",))
     finally:
         pipeline.stop()
 

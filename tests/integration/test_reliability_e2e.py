@@ -21,11 +21,13 @@ from tests.integration.harness import (
     consume_all,
     cx_samples,
     default_partition,
+    event_records,
     produce,
     produce_events,
     wait_for,
 )
 from tests.integration.stories import cart_story, order_story, survey, ticket_story
+from tests.integration.test_placement_e2e import produce_with_confluent
 from tests.oracle import CART_METRICS, WINDOWS, cart_expectations
 
 pytestmark = pytest.mark.integration
@@ -200,6 +202,56 @@ def test_a_record_the_kafka_client_cannot_parse_is_stepped_over_not_fatal(broker
         reasons = sorted(dict(record.headers)["cx.error.reason"] for record in dead)
         assert reasons == [b"invalid_json", UNREADABLE.encode()]
         assert all(record.key is None and record.value is None for record in dead)
+        assert worker.proc is not None and worker.proc.poll() is None
+    finally:
+        pipeline.stop()
+
+
+def test_a_worker_without_a_codec_steps_over_each_compressed_record(broker, tmp_path):
+    """A batch whose compression the Kafka client cannot undo fails every fetch of it, record
+    after record: each is dead-lettered by reason and stepped over, and reading goes on. (The
+    worker ships with every codec; here an import stub takes them away from its aiokafka.)"""
+    stub = tmp_path / "no-codecs" / "cramjam"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text('raise ImportError("codecs withheld by the test")\n')
+    pipeline = Pipeline(broker.bootstrap, extra_env={"PYTHONPATH": str(stub.parent)})
+    try:
+        worker = pipeline.start_worker(tmp_path)
+        now = time.time()
+        before = [survey(now - 40 + i, 9) for i in range(20)]
+        compressed = [survey(now - 20 + i / 2, 3) for i in range(30)]
+        after = [survey(now - 10 + i, 10) for i in range(20)]
+        produce_events(broker.bootstrap, pipeline.prefix, before)
+        produce_with_confluent(
+            broker.bootstrap, event_records(pipeline.prefix, compressed), ("zstd",)
+        )
+        produce_events(broker.bootstrap, pipeline.prefix, after)
+
+        topic = pipeline.prefix + "surveys"
+        unreadable = (
+            "cx_events_rejected_total",
+            frozenset({"topic": topic, "reason": UNREADABLE}.items()),
+        )
+        wait_for(
+            lambda: (
+                cx_samples(worker.samples(), ("cx_events_rejected_total",)).get(unreadable)
+                == len(compressed)
+            ),
+            60,
+            "every compressed record stepped over",
+        )
+        wait_for(
+            lambda: (
+                sum(cx_samples(worker.samples(), ("cx_events_total",)).values())
+                == len(before + after)
+            ),
+            60,
+            "every readable event counted around them",
+        )
+        dead = consume_all(broker.bootstrap, pipeline.prefix + "dead-letter", len(compressed))
+        assert len(dead) == len(compressed)
+        assert {dict(record.headers)["cx.error.reason"] for record in dead} == {UNREADABLE.encode()}
+        assert all(b"zstd" in dict(record.headers)["cx.error.detail"] for record in dead)
         assert worker.proc is not None and worker.proc.poll() is None
     finally:
         pipeline.stop()
