@@ -35,6 +35,11 @@ from pipeline.worker.settle import Settlement
 
 log = logging.getLogger(__name__)
 
+READ_COMMITTED = "read_committed"
+"""Source topics may come from transactional producers (Kafka Streams, exactly-once services): an
+aborted transaction's events are not events, and an open one's are not events yet. Records of
+plain producers are unaffected."""
+
 UNPARSEABLE = (UnicodeDecodeError, UnsupportedCodecError, CorruptRecordException)
 """What aiokafka raises for a batch it cannot turn into records: a header key that is not UTF-8,
 a compression codec it has no library for (the codecs come with cramjam, a dependency), a CRC that
@@ -107,6 +112,7 @@ class Ingest:
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level=READ_COMMITTED,
             session_timeout_ms=int(settings.session_timeout * 1000),
             heartbeat_interval_ms=max(100, int(settings.session_timeout * 1000 / 3)),
             max_poll_records=settings.max_batch,
@@ -184,10 +190,13 @@ class Ingest:
         return count
 
     def _caught_up(self, consumer: AIOKafkaConsumer) -> bool:
-        """Every owned source partition processed up to the end its last fetch saw."""
+        """Every owned source partition processed up to the end its last fetch saw (the last
+        stable offset: an open transaction's records cannot be read yet)."""
         for tp, processor in self.owned.items():
-            highwater = consumer.highwater(tp)
-            if highwater is None or processor.position < highwater:
+            end = consumer.last_stable_offset(tp)
+            if end is None or end < 0:
+                end = consumer.highwater(tp)
+            if end is None or processor.position < end:
                 return False
         return True
 

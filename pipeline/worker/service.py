@@ -40,7 +40,7 @@ from pipeline.kafka.topics import (
 from pipeline.settings import Settings
 from pipeline.worker import gc_policy
 from pipeline.worker.delivery import Delivery, Topology
-from pipeline.worker.ingest import Ingest, IngestTopics
+from pipeline.worker.ingest import READ_COMMITTED, Ingest, IngestTopics
 from pipeline.worker.ownership import Owned
 from pipeline.worker.settle import OrdersSettlement, Settlement
 from pipeline.worker.view_loop import ViewLoop
@@ -112,7 +112,10 @@ class Worker:
             auto_offset_reset="earliest",  # a seek to 0 below the log start lands on the start
         )
         await internal_consumer.start()
-        offsets = AIOKafkaConsumer(**settings.kafka_client_options(), group_id=None)
+        # end offsets as ingest can reach them: an open transaction's orders do not exist yet
+        offsets = AIOKafkaConsumer(
+            **settings.kafka_client_options(), group_id=None, isolation_level=READ_COMMITTED
+        )
         await offsets.start()
         self.delivery = Delivery(producer, topology, self.health)
         interval = settings.flush_interval / 2

@@ -19,7 +19,13 @@ from aiokafka import AIOKafkaProducer
 from confluent_kafka import Producer
 
 from pipeline.engine.placement import canonical_partition
-from tests.integration.harness import Pipeline, cx_samples, event_records, wait_for
+from tests.integration.harness import (
+    Pipeline,
+    cx_samples,
+    event_records,
+    produce_events,
+    wait_for,
+)
 from tests.integration.stories import cart_story, order_story, survey, ticket_story
 from tests.integration.test_tickets_orders_e2e import EXACT, QUANTILES, normalized
 from tests.oracle import (
@@ -211,6 +217,43 @@ def test_compressed_batches_of_every_kafka_codec_give_the_oracle_numbers(broker,
         placed = produce_with_confluent(broker.bootstrap, records, KAFKA_CODECS)
         all_export_expected([worker], events, placed)
         assert not cx_samples(worker.samples(), ("cx_events_rejected_total",))
+    finally:
+        pipeline.stop()
+
+
+def test_a_transactional_producers_events_count_once_committed(broker, tmp_path):
+    """Exactly-once producers (Kafka Streams, transactional services) write events inside
+    transactions: while one is open its events are not facts yet, and other topics go on."""
+    pipeline = Pipeline(broker.bootstrap, extra_env=ENV)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "shop-1"})
+    try:
+        worker = pipeline.start_worker(tmp_path)
+        now = time.time()
+        surveys = [survey(now - 60 + i, i % 11) for i in range(20)]
+        tickets = ticket_story(now)
+        producer.init_transactions(30)
+        producer.begin_transaction()
+        for topic, key, value in event_records(pipeline.prefix, surveys):
+            producer.produce(topic, value=value, key=key)
+        assert producer.flush(30) == 0  # written to the log, not committed
+        produce_events(broker.bootstrap, pipeline.prefix, tickets)
+
+        def counted(topic: str) -> float:
+            samples = cx_samples(worker.samples(), ("cx_events_total",))
+            return sum(v for (_, labels), v in samples.items() if dict(labels)["topic"] == topic)
+
+        wait_for(
+            lambda: counted(pipeline.prefix + "tickets") == len(first_seen(tickets)),
+            60,
+            "the tickets produced after the open transaction",
+        )
+        assert counted(pipeline.prefix + "surveys") == 0
+        producer.commit_transaction(30)
+        wait_for(
+            lambda: counted(pipeline.prefix + "surveys") == len(surveys),
+            60,
+            "the surveys once their transaction committed",
+        )
     finally:
         pipeline.stop()
 
