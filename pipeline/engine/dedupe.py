@@ -1,10 +1,10 @@
-"""Remembers the event ids a partition has accepted, for a bounded stretch of event time.
+"""Remembers the event ids a partition has accepted, for a bounded stretch of time.
 
 A repeat of a seen ``event_id`` is a duplicate (CONTRACT.md). Ids are stored as 64-bit hashes in
-per-minute buckets of the event's ``occurred_at`` and forgotten once that minute is older than the
-horizon (default: the longest window plus the cart lateness), so memory is bounded by traffic per
-horizon, never by total traffic. An event older than the horizon is late anyway and never reaches a
-window, so forgetting its id cannot change a metric.
+per-minute buckets of the later of the event's ``occurred_at`` and its arrival (the caller's
+choice), and forgotten once that minute is older than the horizon (default: the longest window
+plus the cart lateness), so memory is bounded by traffic per horizon, never by total traffic. A
+repeat arriving more than a horizon after its original counts again; a window never sees it.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def legacy_id_hash(event_id: str) -> int:
 
 
 class IdStore:
-    """Set of recently seen id hashes, bucketed by event-time minute, with a change log.
+    """Set of recently seen id hashes, bucketed by minute, with a change log.
 
     Membership is one ``set`` of ints; each minute keeps its hashes in a packed ``array`` (8 bytes
     each) to forget them by. An id is added only when not already present, so each hash sits in
@@ -66,7 +66,7 @@ class IdStore:
         return hashed in self._seen
 
     def admit(self, hashed: int, time: float) -> bool:
-        """Remember ``hashed`` as seen at event time ``time``; False if it was seen already.
+        """Remember ``hashed`` as seen at ``time`` (epoch seconds); False if it was seen already.
 
         One call and one set probe per event (the hot path): a separate ``seen`` then ``add``
         probed the set twice.

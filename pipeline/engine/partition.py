@@ -170,7 +170,11 @@ class PartitionProcessor:
             self.out.count("rejected", (self.topic_name, rejected.reason))
             return
         time = event.ts
-        if self._seen_legacy(event.event_id) or not self.ids.admit(id_hash(event.event_id), time):
+        # an id is remembered for the horizon past the later of its event time and its arrival:
+        # filed under its event time, an old event's id would be forgotten at the next flush, and
+        # a repeat of a backfill would count (and signal) again
+        filed = time if time > now else now
+        if self._seen_legacy(event.event_id) or not self.ids.admit(id_hash(event.event_id), filed):
             self.out.count("duplicate", (self.topic_name,))
             return
         self.out.count("events", (self.topic_name, event.event_type))

@@ -88,6 +88,27 @@ def test_counts_duplicates_late_and_rejections():
     assert view.window_value("nps", ("web", "promoter"), spec, NOW) == 3
 
 
+@pytest.mark.parametrize("age", [86_400 - 30, 3 * 86_400])
+def test_a_repeat_of_an_old_event_is_a_duplicate_after_its_first_arrival_is_checkpointed(age):
+    """A backfill sent twice: the ids of events at or past the horizon are kept from arrival."""
+    proc = processor()
+    records = [survey_record(NOW - age) for _ in range(10)]
+    feed(proc, records)
+    first = proc.take_checkpoint(NOW)
+    later = NOW + 300
+    proc.tick(later)
+    feed(proc, records, start_offset=10, now=later)
+    second = proc.take_checkpoint(later)
+    assert first is not None and second is not None
+    assert dict(first.delta.totals)[("events", ("cx.surveys", "survey.submitted"))] == 10
+    totals = dict(second.delta.totals)
+    assert totals == {("duplicate", ("cx.surveys",)): 10}
+    restored = processor()
+    restored.restore([Checkpoint.decode(first.encode())], later)
+    feed(restored, records, start_offset=10, now=later)
+    assert dict(restored.take_checkpoint(later).delta.totals) == totals
+
+
 def test_future_observations_wait_for_their_time():
     proc = processor()
     feed(proc, [survey_record(NOW + 30)])
