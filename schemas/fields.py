@@ -190,7 +190,8 @@ SchemaVersion = Annotated[
     Literal[1], _native(_SCHEMA_VERSION_SCHEMA), WithJsonSchema({"const": 1, "type": "integer"})
 ]
 
-EntityId = Annotated[str, Field(min_length=1, max_length=256)]
+MAX_ENTITY_ID_LENGTH = 256
+EntityId = Annotated[str, Field(min_length=1, max_length=MAX_ENTITY_ID_LENGTH)]
 Currency = Annotated[
     str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, three upper-case letters.")
 ]

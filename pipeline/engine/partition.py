@@ -29,6 +29,10 @@ from pipeline.engine.placement import (
 )
 from pipeline.settings import Settings
 from schemas import EventRejected, decode_record
+from schemas.fields import MAX_ENTITY_ID_LENGTH
+
+MAX_KEY_BYTES = 4 * MAX_ENTITY_ID_LENGTH
+"""A longer record key is no entity id in any encoding (UTF-8 takes at most 4 bytes a character)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +114,7 @@ class PartitionProcessor:
             return  # seen already: a replay after a crash or rebalance, or a re-fetch
         self.position = offset + 1
         self.out.now = now
-        if self.placement is not None:
+        if self.placement is not None and not self._rejected_wherever_it_lands(key, value):
             home = route(key, self.partition, self.placement)
             if home is not None:
                 assert key is not None  # route() keeps keyless records here
@@ -119,6 +123,13 @@ class PartitionProcessor:
                 self.out.count("misplaced", (self.topic_name,))
                 return
         self._apply(offset, key, value, headers, now, None)
+
+    def _rejected_wherever_it_lands(self, key: bytes | None, value: bytes | None) -> bool:
+        """Too large a value or key: rejected here, never forwarded. A forward of it could pass
+        the repartition topic's size limit, and a refused forward stalls every flush."""
+        return (key is not None and len(key) > MAX_KEY_BYTES) or (
+            value is not None and len(value) > self.settings.max_record_bytes
+        )
 
     def process_forwarded(
         self,

@@ -105,21 +105,26 @@ async def ensure_topics(settings: Settings) -> None:
             admin, settings, [checkpoint_topic(settings)], settings.source_partitions, configs
         )
         await _create_missing(admin, settings, [snapshot_topic(settings)], 1, configs)
-        # pairs, not a dict: cx.carts has two mirrors (its links and its repartition topic)
-        mirrors = [(settings.topic("carts"), link_topic(settings))]
-        mirrors += repartition_topics(settings).items()
-        for source, mirror in mirrors:
-            await _create_mirror(admin, settings, source, mirror)
+        await _create_mirror(admin, settings, settings.topic("carts"), link_topic(settings))
+        # a forward is a source record plus a header: as large as the source topic allows
+        for source, mirror in repartition_topics(settings).items():
+            await _create_mirror(
+                admin, settings, source, mirror, {"max.message.bytes": str(SNAPSHOT_MAX_BYTES)}
+            )
     finally:
         await admin.close()
 
 
 async def _create_mirror(
-    admin: AIOKafkaAdminClient, settings: Settings, source: str, mirror: str
+    admin: AIOKafkaAdminClient,
+    settings: Settings,
+    source: str,
+    mirror: str,
+    configs: dict[str, str] | None = None,
 ) -> None:
     """Create ``mirror`` with as many partitions as ``source``; stop if an existing one differs."""
     partitions = await _partition_count(admin, source)
-    await _create_missing(admin, settings, [mirror], partitions)
+    await _create_missing(admin, settings, [mirror], partitions, configs)
     mirror_partitions = await _partition_count(admin, mirror)
     if mirror_partitions != partitions:
         raise RuntimeError(

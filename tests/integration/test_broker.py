@@ -311,28 +311,38 @@ async def test_ensure_topics_creates_every_mirror_with_its_sources_partitions(
     assert counts == dict.fromkeys(mirrors, 6)
 
 
-async def test_the_dead_letter_topic_takes_records_past_kafkas_default_size(
+async def test_dead_letter_and_repartition_topics_take_records_past_kafkas_default_size(
     broker, unique_name: Callable[[str], str]
 ) -> None:
-    """A dead letter is a source record plus headers, or an HTTP item up to the body limit: the
-    topic is created with ``max.message.bytes`` far past Kafka's 1 MB default (Tansu stores the
-    setting without enforcing it; ``describe_configs`` reads it back)."""
+    """A dead letter is a source record plus headers, or an HTTP item up to the body limit, and a
+    forward is a source record plus a header: both topics are created with ``max.message.bytes``
+    far past Kafka's 1 MB default (Tansu stores the setting without enforcing it;
+    ``describe_configs`` reads it back)."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    from pipeline.kafka.topics import DEAD_LETTER, SNAPSHOT_MAX_BYTES, ensure_topics
+    from pipeline.kafka.topics import (
+        DEAD_LETTER,
+        SNAPSHOT_MAX_BYTES,
+        ensure_topics,
+        repartition_topics,
+    )
     from pipeline.settings import Settings
 
     name = unique_name("dlq")
     settings = Settings(bootstrap_servers=broker.bootstrap, topic_prefix=f"{name}.", app_id=name)
     await ensure_topics(settings)
+    topics = [settings.topic(DEAD_LETTER), *repartition_topics(settings).values()]
     admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
     await admin.start()
     try:
-        (answer,) = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, settings.topic(DEAD_LETTER))]
+        answers = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic) for topic in topics]
         )
     finally:
         await admin.close()
-    configs = {entry[0]: entry[1] for entry in answer.resources[0][4]}
-    assert int(configs["max.message.bytes"]) == SNAPSHOT_MAX_BYTES
+    resources = [resource for answer in answers for resource in answer.resources]
+    assert len(resources) == len(topics)
+    for resource in resources:
+        configs = {entry[0]: entry[1] for entry in resource[4]}
+        assert int(configs["max.message.bytes"]) == SNAPSHOT_MAX_BYTES, resource[2]

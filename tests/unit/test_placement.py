@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 from pipeline.aggregates.windows import window_specs
 from pipeline.domain.catalog import METRIC_SOURCES
 from pipeline.engine.checkpoint import Checkpoint
-from pipeline.engine.partition import PartitionProcessor
+from pipeline.engine.partition import MAX_KEY_BYTES, PartitionProcessor
 from pipeline.engine.placement import (
     Origin,
     OriginLedger,
@@ -394,3 +395,24 @@ def test_any_placement_and_interleaving_gives_the_murmur2_numbers(seed, steps):
     assert without_misplaced(samples) == without_misplaced(REFERENCE)
     expected = sum(1 for t, p, k, _ in placed if p != canonical_partition(k, PARTITIONS))
     assert misplaced_total(samples) == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        (b"order-1", b'{"pad": "' + b"x" * SETTINGS.max_record_bytes + b'"}', "too_large"),
+        (b"k" * (MAX_KEY_BYTES + 1), orjson.dumps(survey(NOW - 60, 3)), "wrong_topic"),
+    ],
+    ids=["value", "key"],
+)
+def test_a_record_rejected_wherever_it_lands_is_not_forwarded(key, value, reason):
+    """A forward of an oversized record could pass the repartition topic's size limit, and a
+    refused forward stalls every flush: it is rejected where it landed, as its owner would."""
+    origin = processor("orders", off_home(key))
+    origin.process(7, key, value, (), NOW)
+    assert not origin.take_forwards()
+    (rejection,) = origin.rejected
+    assert (rejection.offset, rejection.reason, rejection.value) == (7, reason, value)
+    owner = processor("orders", canonical_partition(key, PARTITIONS))
+    owner.process(0, key, value, (), NOW)
+    assert [r.reason for r in owner.rejected] == [reason]
