@@ -86,8 +86,13 @@ class Collector:
         triage = self.judge.events(items, self.clock())
         return _json(await self._deliver(triage))
 
-    async def track(self, request: web.Request) -> web.Response:
-        return await self._segment(request, "track")
+    def segment_call(self, call: str) -> Handler:
+        """A single-message Segment route; ``call`` is the type it implies (``track``, ...)."""
+
+        async def handle(request: web.Request) -> web.Response:
+            return await self._segment(request, call)
+
+        return handle
 
     async def batch(self, request: web.Request) -> web.Response:
         return await self._segment(request, "batch")
@@ -108,7 +113,7 @@ class Collector:
         body = await self._admit(request)
         messages = segment_messages(body, route)
         self._check_count(len(messages))
-        triage = self.judge.segment(messages, self.clock(), "track" if route == "track" else None)
+        triage = self.judge.segment(messages, self.clock(), None if route == "batch" else route)
         return _json({"success": True, **await self._deliver(triage)})
 
     async def _admit(self, request: web.Request) -> bytes:
@@ -171,6 +176,21 @@ class Collector:
         return triage.response()
 
 
+SEGMENT_CALLS = {
+    "track": ("/v1/track", "/v1/t"),
+    "page": ("/v1/page", "/v1/p"),
+    "screen": ("/v1/screen", "/v1/s"),
+    "identify": ("/v1/identify", "/v1/i"),
+    "group": ("/v1/group", "/v1/g"),
+    "alias": ("/v1/alias", "/v1/a"),
+}
+"""Segment's single-message routes, long and short: analytics.js (analytics-next) posts each call
+to the short one (``/v1/t``, as ``text/plain``), RudderStack's JavaScript SDK to the long one."""
+SEGMENT_BATCH_ROUTES = ("/v1/batch", "/v1/b", "/v1/import")
+"""``/v1/b``: analytics.js batching and the mobile libraries; ``/v1/import``: Segment's older
+server libraries."""
+
+
 def _route_of(request: web.Request) -> str:
     route = request.match_info.route
     resource = route.resource if route is not None else None
@@ -191,7 +211,9 @@ def _error_middleware(metrics: CollectorMetrics):
             metrics.refused.labels(reason).inc()
             headers = refused.headers if isinstance(refused, Refused) else None
             response = _json({"code": reason, "message": refused.message}, refused.status, headers)
-        except web.HTTPException as http_error:  # aiohttp's own answers (404, 405, CORS 403)
+        except web.HTTPNotFound:  # in JSON too: SDKs read `code` from every refusal
+            response = _json({"code": "not_found", "message": "no such route"}, 404)
+        except web.HTTPException as http_error:  # aiohttp's own answers (405, CORS 403)
             metrics.requests.labels(route, str(http_error.status)).inc()
             raise
         except Exception:
@@ -212,17 +234,18 @@ def build_app(
     app = web.Application(
         middlewares=[_error_middleware(metrics)], client_max_size=collector.max_body
     )
-    intake = [
-        app.router.add_post("/v1/events", handlers.events),
-        app.router.add_post("/v1/track", handlers.track),
-        app.router.add_post("/v1/batch", handlers.batch),
-    ]
+    intake = [app.router.add_post("/v1/events", handlers.events)]
+    for call, paths in SEGMENT_CALLS.items():
+        handle = handlers.segment_call(call)
+        intake += [app.router.add_post(path, handle) for path in paths]
+    intake += [app.router.add_post(path, handlers.batch) for path in SEGMENT_BATCH_ROUTES]
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/metrics", handlers.metrics_page)
     if collector.origins:
         options = aiohttp_cors.ResourceOptions(
             allow_credentials=False,
-            allow_headers=("Authorization", "Content-Type", "Content-Encoding"),
+            # AnonymousId: RudderStack's JavaScript SDK sends it with every request
+            allow_headers=("Authorization", "Content-Type", "Content-Encoding", "AnonymousId"),
             expose_headers=("Retry-After",),
             max_age=600,
         )

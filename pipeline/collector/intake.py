@@ -112,11 +112,11 @@ def _ndjson_item(line: bytes) -> Any:
 
 
 def segment_messages(body: bytes, route: str) -> list[Any]:
-    """``/v1/batch`` -> its ``batch`` list; ``/v1/track`` -> the one message."""
+    """``batch`` routes -> the body's ``batch`` list; single-call routes -> the one message."""
     parsed = _loads(body)
     if not isinstance(parsed, dict):
         raise BodyError(400, "not_an_object", "body must be a JSON object")
-    if route == "track":
+    if route != "batch":
         return [parsed]
     batch = parsed.get("batch")
     if not isinstance(batch, list):

@@ -5,6 +5,7 @@ answers 503 and recovers by itself, SIGTERM loses nothing acked."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import os
 import signal
@@ -229,6 +230,81 @@ def test_events_endpoint_json_array_and_gzipped_ndjson(broker):
     assert b"{not json" in raw  # an unparsable line is kept as it came
 
 
+def test_browser_and_mobile_sdk_routes_take_their_calls(broker):
+    """analytics.js (analytics-next) posts each call to a short route (``/v1/t``, ``/v1/p``,
+    ``/v1/i``) as ``text/plain`` with its write key as Basic auth, and batches to ``/v1/b``, as the
+    mobile libraries do; RudderStack's JavaScript SDK posts to ``/v1/page`` and ``/v1/identify``;
+    Segment's older server libraries batch to ``/v1/import``. Shapes as analytics-next 1.84.3
+    sent them."""
+    settings = settings_for(broker.bootstrap)
+    now = time.time()
+    headers = {
+        "Authorization": "Basic " + base64.b64encode(f"{TOKEN}:".encode()).decode(),
+        "Content-Type": "text/plain",
+    }
+
+    def call(kind: str, message_id: str, **fields: Any) -> dict[str, Any]:
+        return {
+            "type": kind,
+            "messageId": message_id,
+            "timestamp": _dt(now - 5).isoformat(),
+            "anonymousId": "d05fcfb8-c223-4119-8893-f314b386da36",
+            "context": {"library": {"name": "analytics.js", "version": "npm:next-1.84.3"}},
+            "writeKey": TOKEN,
+            **fields,
+        }
+
+    added = call(
+        "track",
+        "ajs-next-1",
+        event="Product Added",
+        properties={"cart_id": "c1", "product_id": "p1", "price": 5, "quantity": 2},
+    )
+    started = call("track", "ajs-next-2", event="Checkout Started", properties={"cart_id": "c1"})
+    completed = call(
+        "track",
+        "ajs-next-3",
+        event="Order Completed",
+        properties={"order_id": "o1", "cart_id": "c1", "total": 10},
+    )
+    page = call("page", "ajs-next-4", properties={"path": "/p/1"})
+    identify = call("identify", "ajs-next-5", userId="u1", traits={"name": "Jane"})
+    posts = [
+        ("/v1/t", added, 1),
+        ("/v1/p", page, 0),
+        ("/v1/i", identify, 0),
+        ("/v1/page", page, 0),
+        ("/v1/identify", identify, 0),
+        ("/v1/b", {"batch": [started], "writeKey": TOKEN}, 1),
+        ("/v1/import", {"batch": [completed]}, 1),
+    ]
+    with RunningCollector(settings) as collector, httpx.Client(base_url=collector.url) as http:
+        for path, body, accepted in posts:
+            answer = http.post(path, content=orjson.dumps(body), headers=headers)
+            assert answer.status_code == 200, (path, answer.text)
+            assert answer.json() == {
+                "success": True,
+                "accepted": accepted,
+                "rejected": [],
+                "ignored": 1 - accepted,
+            }, path
+        unknown = http.post("/v1/nope", content=b"{}", headers=headers)
+        assert unknown.status_code == 404
+        assert unknown.json()["code"] == "not_found"
+    records = by_topic(all_records(settings, 3))
+    carts = [orjson.loads(r.value) for r in records[settings.topic("carts")]]
+    assert [(e["event_type"], e["event_id"]) for e in carts] == [
+        ("cart.item_added", "ajs-next-1"),
+        ("checkout.started", "ajs-next-2"),
+    ]
+    (order,) = [orjson.loads(r.value) for r in records[settings.topic("orders")]]
+    assert (order["event_type"], order["order_id"], order["cart_id"]) == (
+        "order.placed",
+        "o1",
+        "c1",
+    )
+
+
 def test_an_item_that_grows_when_rewritten_is_dead_lettered_within_the_body_limit(broker):
     """A body within the limit whose one item grows when re-serialised (``1e5`` is written back
     as ``100000.0``): the item is rejected as too large and its dead letter is cut at the body
@@ -376,12 +452,14 @@ def test_cors_preflight_for_configured_origins_only(broker):
     ):
         preflight = {
             "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization,content-type",
+            # AnonymousId: RudderStack's JavaScript SDK sends it with every request
+            "Access-Control-Request-Headers": "authorization,content-type,anonymousid",
         }
-        allowed = http.options("/v1/events", headers={"Origin": shop, **preflight})
-        assert allowed.status_code == 200
-        assert allowed.headers["Access-Control-Allow-Origin"] == shop
-        assert "authorization" in allowed.headers["Access-Control-Allow-Headers"].lower()
+        for path in ("/v1/events", "/v1/track", "/v1/t", "/v1/batch", "/v1/page"):
+            allowed = http.options(path, headers={"Origin": shop, **preflight})
+            assert allowed.status_code == 200, (path, allowed.text)
+            assert allowed.headers["Access-Control-Allow-Origin"] == shop
+            assert "anonymousid" in allowed.headers["Access-Control-Allow-Headers"].lower()
         refused = http.options(
             "/v1/events", headers={"Origin": "https://evil.example", **preflight}
         )
