@@ -26,7 +26,9 @@ time, so which link arrives first does not matter either.
 
 State is bounded: finished carts shrink to a tombstone kept ``retention`` seconds (late events of
 a converted cart are ignored meanwhile; a recovery is recognised within it), and per-cart lists
-are capped against hostile producers.
+are capped against hostile producers. Item events past ``MAX_ITEM_EVENTS`` first fold the earlier
+ones into one line per product (``Cart.fold_items``), so a storefront sending one event per click
+keeps an exact cart.
 """
 
 from __future__ import annotations
@@ -152,23 +154,11 @@ class Cart:
 
         The currency is that of the first addition; the value sums the items priced in it.
         """
-        held: dict[str, list[Any]] = {}
-        currency: str | None = None
-        for _, product, quantity, price, item_currency in sorted(
-            (entry for entry in self.items if entry[0] <= time),
-            key=lambda e: (e[0], e[2] < 0, e[1], abs(e[2]), e[3] or "", e[4] or ""),
-        ):
-            line = held.setdefault(product, [0, price, item_currency])
-            if quantity > 0:
-                currency = currency or item_currency
-                line[0] += quantity
-                line[1], line[2] = price, item_currency
-            else:
-                line[0] = max(0, line[0] + quantity)
+        held, currency = _held([entry for entry in self.items if entry[0] <= time])
         currency = currency or NO_CURRENCY
         items = [
             {"product_id": p, "quantity": q, "unit_price": price, "currency": c}
-            for p, (q, price, c) in sorted(held.items())
+            for p, (q, price, c, _) in sorted(held.items())
             if q > 0
         ]
         value = sum(
@@ -176,6 +166,44 @@ class Cart:
             Decimal(0),
         )
         return items, str(value), currency
+
+    def fold_items(self) -> None:
+        """Make room in ``items``: the item events up to the end of the first activity segment
+        (before any idle point, so part of every abandonment's contents) become one line per
+        product still held, at the product's first addition. The same sums whatever the order
+        of the folded events; only a removal clamped at zero could come out otherwise."""
+        if not self.segments:
+            return
+        horizon = self.segments[0][1]
+        early = [entry for entry in self.items if entry[0] <= horizon]
+        if len(early) < 2:
+            return
+        held, _ = _held(early)
+        lines = [
+            [first, product, quantity, price, currency]
+            for product, (quantity, price, currency, first) in held.items()
+            if quantity > 0
+        ]
+        self.items[:] = [*lines, *(entry for entry in self.items if entry[0] > horizon)]
+
+
+def _held(entries: list[list[Any]]) -> tuple[dict[str, list[Any]], str | None]:
+    """Item events folded in event time (additions before removals at equal times):
+    product -> [quantity, unit price, currency, first addition time], and the currency of the
+    first addition."""
+    held: dict[str, list[Any]] = {}
+    currency: str | None = None
+    for time, product, quantity, price, item_currency in sorted(
+        entries, key=lambda e: (e[0], e[2] < 0, e[1], abs(e[2]), e[3] or "", e[4] or "")
+    ):
+        line = held.setdefault(product, [0, price, item_currency, time])
+        if quantity > 0:
+            currency = currency or item_currency
+            line[0] += quantity
+            line[1], line[2] = price, item_currency
+        else:
+            line[0] = max(0, line[0] + quantity)
+    return held, currency
 
 
 class CartHandler(NoLateSignals):
@@ -222,7 +250,9 @@ class CartHandler(NoLateSignals):
     @staticmethod
     def _track_item(cart: Cart, event: CartItemAdded | CartItemRemoved, time: float) -> None:
         if len(cart.items) >= MAX_ITEM_EVENTS:
-            return
+            cart.fold_items()
+            if len(cart.items) >= MAX_ITEM_EVENTS:
+                return  # MAX_ITEM_EVENTS products held, or events after an idle point
         if isinstance(event, CartItemAdded):
             entry = [time, event.product_id, event.quantity, str(event.unit_price), event.currency]
         else:

@@ -409,6 +409,31 @@ def test_an_abandoned_cart_lists_what_is_still_in_it():
     assert epoch_of(signal) == T0 + 50 + TIMEOUT
 
 
+@given(seed=st.integers(0, 10**6), clicks=st.integers(60, 300))
+@settings(max_examples=10, deadline=None)
+def test_a_cart_of_many_clicks_lists_what_is_still_in_it(seed, clicks):
+    """A storefront sending one event per +/- click: far more item events than a cart keeps,
+    arriving in order, removals past what is held included; the signal lists the oracle's items."""
+    rng = random.Random(seed)
+    events = [
+        added("c", T0 + 7 * i, product, rng.randint(1, 3), rng.choice(["2.00", "3.50"]))
+        if rng.random() < 0.55
+        else removed("c", T0 + 7 * i, product, rng.randint(1, 3))
+        for i in range(clicks)
+        for product in [rng.choice(["p1", "p2", "p3"])]
+    ]
+    events.insert(0, added("c", T0 - 1, "p0", 1, "1.00"))  # never removed: never empty
+    last = epoch_of(events[-1])
+    shop = SignalShop()
+    for e in events:
+        shop.arrive(e)
+        shop.step(epoch_of(e) + 1)
+    now = last + TIMEOUT + LATENESS + QUIET + 10
+    shop.step(now)
+    assert [s["signal_type"] for s in shop.sent] == ["cart.abandoned"]
+    assert_signals_match(shop, events, now)
+
+
 def test_timestamps_at_the_ends_of_time_are_signalled_or_rejected_never_a_crash():
     """A timestamp whose instant falls outside years 1-9999 in UTC crashed the worker when a
     signal wrote it back; now it is rejected at the door, and the last valid instants work."""
