@@ -130,9 +130,38 @@ _TIMESTAMP_SCHEMA = cs.union_schema(
     custom_error_message=TIMESTAMP_MESSAGE,
 )
 
+
+def _whole(value: float) -> int:
+    if value.is_integer():
+        return int(value)
+    raise ValueError("not a whole number")  # the union answers int_type
+
+
+_WHOLE_NUMBER_SCHEMA = cs.union_schema(
+    [
+        cs.int_schema(strict=True),
+        # 9.0 is the number 9 in JSON (RFC 8259 has one number type, and JSON Schema's "integer"
+        # includes it): what Java's and Python's doubles write. 9.5, true and "9" stay invalid.
+        cs.no_info_after_validator_function(_whole, cs.float_schema(strict=True)),
+    ],
+    mode="left_to_right",
+    custom_error_type="int_type",
+)
+
+
+def whole_number(ge: int, le: int, description: str) -> Any:
+    """An integer field in [ge, le] that takes any JSON number with an integral value."""
+    return Annotated[
+        int,
+        _native(cs.chain_schema([_WHOLE_NUMBER_SCHEMA, cs.int_schema(strict=True, ge=ge, le=le)])),
+        WithJsonSchema({"type": "integer", "minimum": ge, "maximum": le}),
+        Field(description=description),
+    ]
+
+
 _SCHEMA_VERSION_SCHEMA = cs.chain_schema(
     [
-        cs.int_schema(strict=True),  # not an integer (bool, 1.0, "1"): a distinct reason
+        _WHOLE_NUMBER_SCHEMA,  # not an integer (bool, 1.5, "1"): a distinct reason
         cs.custom_error_schema(
             cs.literal_schema([1]),
             custom_error_type="unsupported_schema_version",
@@ -195,5 +224,5 @@ EntityId = Annotated[str, Field(min_length=1, max_length=MAX_ENTITY_ID_LENGTH)]
 Currency = Annotated[
     str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, three upper-case letters.")
 ]
-Quantity = Annotated[int, Field(ge=1, le=1_000_000, description="Units, 1 to 1,000,000.")]
+Quantity = whole_number(1, 1_000_000, "Units, 1 to 1,000,000.")
 ShortText = Annotated[str, Field(min_length=1, max_length=64)]

@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from schemas.envelope import Envelope
-from schemas.fields import EntityId, LaxEnum, ShortText
+from schemas.fields import EntityId, LaxEnum, ShortText, whole_number
 
 TOPIC = "surveys"
 KEY = "response_id"
@@ -31,6 +31,7 @@ SCORE_RANGES: dict[SurveyKind, tuple[int, int]] = {
 
 
 SurveyKindField = Annotated[SurveyKind, LaxEnum]
+Score = whole_number(0, 10, "Integer score: nps 0-10, csat 1-5, ces 1-7.")
 
 
 def _score_range_schema(schema: dict[str, Any]) -> None:
@@ -54,9 +55,7 @@ class SurveySubmitted(Envelope):
         EntityId, Field(description="Response id; the record key of cx.surveys.")
     ]
     survey: Annotated[SurveyKindField, Field(description="nps, csat or ces.")]
-    score: Annotated[
-        int, Field(ge=0, le=10, description="Integer score: nps 0-10, csat 1-5, ces 1-7.")
-    ]
+    score: Score
     touchpoint: Annotated[
         ShortText | None,
         Field(description="Where the survey was shown, e.g. checkout, delivery, support."),
