@@ -16,11 +16,11 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from pipeline.engine.checkpoint import Checkpoint
 from pipeline.engine.links import encode_link
-from pipeline.engine.partition import PartitionProcessor, Rejection
+from pipeline.engine.partition import MAX_KEY_BYTES, PartitionProcessor, Rejection
 from pipeline.engine.placement import canonical_partition
 from pipeline.http.exposition import HealthMetrics
 from pipeline.kafka.topics import checkpoint_partition, link_partition
@@ -28,6 +28,10 @@ from pipeline.kafka.topics import checkpoint_partition, link_partition
 log = logging.getLogger(__name__)
 
 Commit = Callable[[dict[TopicPartition, int]], Awaitable[None]]
+
+SAFE_DEAD_LETTER_BYTES = 1_000_000
+"""What any Kafka takes by default (``max.message.bytes`` 1 MB): a dead-letter topic created
+before the pipeline, with its broker's default, refuses a larger dead letter."""
 
 
 def dead_letter_headers(
@@ -170,6 +174,11 @@ class Delivery:
                 outbox.before = []
             if outbox.checkpoints:
                 await self._send_all([record for _, record in outbox.checkpoints])
+        except MessageSizeTooLargeError:
+            # refused for good as it is: retried unchanged it would hold every later flush
+            if not self._cut_large_dead_letters():
+                log.warning("delivery refused as too large; retrying with the next flush")
+            return False
         except KafkaError as error:
             self.health.broker_connected.set(0)
             log.warning("delivery failed (%s); retrying with the next flush", type(error).__name__)
@@ -187,6 +196,23 @@ class Delivery:
             except KafkaError as error:  # advisory only: checkpoints decide where we resume
                 log.warning("offset commit failed (%s); checkpoints stay authoritative", error)
         return True
+
+    def _cut_large_dead_letters(self) -> int:
+        """Replace each dead letter past ``SAFE_DEAD_LETTER_BYTES`` with its error headers alone
+        (the original still lies where they say), the value's size in ``cx.error.truncated``.
+        Returns how many were cut."""
+        dead_letter, cut = self.topology.dead_letter, 0
+        for i, record in enumerate(self.outbox.before):
+            if record.topic != dead_letter or _record_size(record) <= SAFE_DEAD_LETTER_BYTES:
+                continue
+            size = len(record.value or b"")
+            headers = [(k, v) for k, v in record.headers or [] if k.startswith("cx.error.")]
+            headers.append(("cx.error.truncated", str(size).encode()))
+            key = record.key if record.key is None or len(record.key) <= MAX_KEY_BYTES else None
+            self.outbox.before[i] = Record(dead_letter, None, key, record.partition, headers)
+            log.warning("a dead letter was too large for the broker: sent without its record")
+            cut += 1
+        return cut
 
     async def drain(self) -> None:
         """Before partitions change hands, everything cut so far must be in the log."""
@@ -240,3 +266,8 @@ class Delivery:
         if batch.record_count():
             futures.append(await self.producer.send_batch(batch, topic, partition=partition))
         return futures
+
+
+def _record_size(record: Record) -> int:
+    headers = sum(len(k) + len(v or b"") for k, v in record.headers or [])
+    return len(record.value or b"") + len(record.key or b"") + headers

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
 from pipeline.engine.checkpoint import Checkpoint
 from pipeline.http.exposition import HealthMetrics
@@ -23,9 +23,11 @@ CART = "cart-1"
 class _Batch:
     def __init__(self) -> None:
         self.values: list[bytes | None] = []
+        self.headers: list[Any] = []
 
     def append(self, *, key: Any, value: bytes | None, timestamp: Any, headers: Any) -> object:
         self.values.append(value)
+        self.headers.append(headers)
         return object()
 
     def record_count(self) -> int:
@@ -52,19 +54,61 @@ class OutageThenRecording:
         return done
 
 
+class OneMegabyteDeadLetters(OutageThenRecording):
+    """A broker whose dead-letter topic keeps Kafka's default limit (1 MB per record)."""
+
+    async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> asyncio.Future:
+        if topic == "dlq" and any(len(value or b"") > 1_048_576 for value in batch.values):
+            raise MessageSizeTooLargeError()
+        self.sent += [(topic, value) for value in batch.values]
+        self.headers = getattr(self, "headers", []) + batch.headers
+        done: asyncio.Future = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+TOPOLOGY = Topology(
+    dead_letter="dlq",
+    dead_letter_partitions=1,
+    link="links",
+    link_partitions=1,
+    checkpoints="checkpoints",
+    checkpoint_partitions=1,
+    signals="signals",
+    signals_partitions=1,
+)
+
+
+def test_a_dead_letter_the_broker_refuses_as_too_large_goes_without_its_record():
+    """A 1.5 MB record (too large for the pipeline, not for its source topic) against a
+    dead-letter topic created with the broker's default: the flush must go through, not wait
+    on it for ever."""
+    processor = make_processor("carts", make_handler("carts", SETTINGS))
+    producer = OneMegabyteDeadLetters()
+    delivery = Delivery(producer, TOPOLOGY, HealthMetrics())  # type: ignore[arg-type]
+    huge = b"x" * 1_500_000
+
+    async def scenario() -> None:
+        processor.process(0, CART.encode(), huge, [("trace", b"t")], NOW)
+        processor.process(1, *_record(NOW - 60, "a"), (), NOW)
+        delivery.cut(TopicPartition("cx.carts", 0), processor, NOW)
+        assert not await delivery.deliver()  # refused once, cut to its headers
+        assert await delivery.deliver()
+
+    asyncio.run(scenario())
+    (dead,) = [value for topic, value in producer.sent if topic == "dlq"]
+    assert dead is None
+    (headers,) = [h for h in producer.headers if dict(h).get("cx.error.reason")]
+    assert dict(headers)["cx.error.reason"] == b"too_large"
+    assert dict(headers)["cx.error.truncated"] == b"1500000"
+    (checkpoint,) = [v for topic, v in producer.sent if topic == "checkpoints"]
+    assert Checkpoint.decode(checkpoint).next_offset == 2
+
+
 def test_a_checkpoint_retried_after_an_outage_holds_the_state_it_was_cut_with():
     processor = make_processor("carts", make_handler("carts", SETTINGS))
     producer = OutageThenRecording()
-    topology = Topology(
-        dead_letter="dlq",
-        dead_letter_partitions=1,
-        link="links",
-        link_partitions=1,
-        checkpoints="checkpoints",
-        checkpoint_partitions=1,
-        signals="signals",
-        signals_partitions=1,
-    )
+    topology = TOPOLOGY
     delivery = Delivery(producer, topology, HealthMetrics())  # type: ignore[arg-type]
     tp = TopicPartition("cx.carts", 0)
 
