@@ -244,8 +244,10 @@ def build_app(
     if collector.origins:
         options = aiohttp_cors.ResourceOptions(
             allow_credentials=False,
-            # AnonymousId: RudderStack's JavaScript SDK sends it with every request
-            allow_headers=("Authorization", "Content-Type", "Content-Encoding", "AnonymousId"),
+            # any header the browser asks for: SDKs add their own (RudderStack's AnonymousId and
+            # Rsa-Retry-*, analytics.js's X-Retry-Count on retries), and a refused preflight
+            # loses the events with no error the shop would see; origins and tokens guard
+            allow_headers="*",
             expose_headers=("Retry-After",),
             max_age=600,
         )

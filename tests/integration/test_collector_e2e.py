@@ -452,14 +452,19 @@ def test_cors_preflight_for_configured_origins_only(broker):
     ):
         preflight = {
             "Access-Control-Request-Method": "POST",
-            # AnonymousId: RudderStack's JavaScript SDK sends it with every request
-            "Access-Control-Request-Headers": "authorization,content-type,anonymousid",
+            # SDK headers: RudderStack's JavaScript SDK sends AnonymousId with every request and
+            # Rsa-Retry-Attempt on retries, analytics.js X-Retry-Count on retries
+            "Access-Control-Request-Headers": (
+                "authorization,content-type,anonymousid,rsa-retry-attempt,x-retry-count"
+            ),
         }
         for path in ("/v1/events", "/v1/track", "/v1/t", "/v1/batch", "/v1/page"):
             allowed = http.options(path, headers={"Origin": shop, **preflight})
             assert allowed.status_code == 200, (path, allowed.text)
             assert allowed.headers["Access-Control-Allow-Origin"] == shop
-            assert "anonymousid" in allowed.headers["Access-Control-Allow-Headers"].lower()
+            allowed_headers = allowed.headers["Access-Control-Allow-Headers"].lower()
+            for header in ("authorization", "anonymousid", "rsa-retry-attempt", "x-retry-count"):
+                assert header in allowed_headers, (path, header)
         refused = http.options(
             "/v1/events", headers={"Origin": "https://evil.example", **preflight}
         )
