@@ -57,6 +57,9 @@ class ViewLoop:
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             enable_auto_commit=False,
             group_id=None,
+            # a seek to 0 below the log start (retention trimmed it) lands on the start; aiokafka's
+            # default, "latest", jumped to the end and left the view empty but "caught up"
+            auto_offset_reset="earliest",
         )
         await consumer.start()
         try:
@@ -65,6 +68,8 @@ class ViewLoop:
             consumer.assign(tps)
             for tp in tps:
                 consumer.seek(tp, self.view.positions.get(tp.partition, 0))
+            if not self.view.positions:
+                await _warn_if_trimmed(consumer, tps)
             target = await consumer.end_offsets(tps)
             last_expire = 0.0
             last_snapshot = self.clock()
@@ -131,6 +136,19 @@ class ViewLoop:
             return False
         log.info("view snapshot written: %d checkpoints, %d bytes", self.view.applied, len(data))
         return True
+
+
+async def _warn_if_trimmed(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+    """A view with no snapshot to stand on reads the checkpoint log from its start: if retention
+    has trimmed that start, totals and the open-tickets gauge miss what was trimmed."""
+    starts = await consumer.beginning_offsets(tps)
+    if any(offset > 0 for offset in starts.values()):
+        log.error(
+            "the view has no usable snapshot (CX_WINDOWS changed?) and retention has trimmed the"
+            " checkpoint log: windows within the retained log are exact, but cx_events_*"
+            " counters restart and cx_tickets_open misses tickets opened before it; restore the"
+            " previous CX_WINDOWS, or start a new deployment (CX_APP_ID) for new windows"
+        )
 
 
 def view_staleness(consumer: AIOKafkaConsumer, tps: list[TopicPartition], now: float) -> float:
