@@ -57,9 +57,12 @@ class WindowSpec:
 
 
 def format_window(seconds: float) -> str:
-    """Prometheus ``window`` label: 300 -> ``5m``, 3600 -> ``1h``, 86400 -> ``24h``, 90 -> ``90s``."""
+    """Prometheus ``window`` label: 300 -> ``5m``, 3600 -> ``1h``, 86400 -> ``24h`` (the
+    contract's label), 604800 -> ``7d`` (as configured, not ``168h``), 90 -> ``90s``."""
     if seconds == int(seconds):
         whole = int(seconds)
+        if whole > 86400 and whole % 86400 == 0:
+            return f"{whole // 86400}d"
         if whole % 3600 == 0:
             return f"{whole // 3600}h"
         if whole % 60 == 0:

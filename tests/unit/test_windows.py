@@ -69,9 +69,9 @@ now_offsets = st.one_of(
 
 # --- specs and bucket arithmetic -------------------------------------------------------------
 def test_window_names_and_buckets() -> None:
-    assert [format_window(s) for s in (300, 3600, 86400, 90, 5400, 45, 7200, 1.5)] == [
-        "5m", "1h", "24h", "90s", "90m", "45s", "2h", "1.5s",
-    ]  # fmt: skip
+    assert [
+        format_window(s) for s in (300, 3600, 86400, 90, 5400, 45, 7200, 1.5, 604800, 129600)
+    ] == ["5m", "1h", "24h", "90s", "90m", "45s", "2h", "1.5s", "7d", "36h"]
     assert SPECS == (
         WindowSpec("5m", 300.0, 10.0),
         WindowSpec("1h", 3600.0, 60.0),
