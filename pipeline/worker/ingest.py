@@ -193,9 +193,7 @@ class Ingest:
         """Every owned source partition processed up to the end its last fetch saw (the last
         stable offset: an open transaction's records cannot be read yet)."""
         for tp, processor in self.owned.items():
-            end = consumer.last_stable_offset(tp)
-            if end is None or end < 0:
-                end = consumer.highwater(tp)
+            end = _readable_end(consumer, tp)
             if end is None or processor.position < end:
                 return False
         return True
@@ -265,8 +263,8 @@ class Ingest:
         :mod:`pipeline.worker.settle`), with them.
         """
         for tp, processor in self.owned.items():
-            highwater = consumer.highwater(tp)
-            if highwater is None or processor.position >= highwater:
+            end = _readable_end(consumer, tp)
+            if end is None or processor.position >= end:
                 continue
             try:
                 position = await asyncio.wait_for(consumer.position(tp), 0.1)
@@ -368,6 +366,13 @@ class Ingest:
             if highwater is not None and processor.position:
                 lag = max(0, highwater - processor.position)
                 self.health.lag.labels(tp.topic, str(tp.partition)).set(lag)
+
+
+def _readable_end(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """Where reading ``tp`` can get to, as of its last fetch: the last stable offset (an open
+    transaction's records cannot be read yet), else the high watermark; None before a fetch."""
+    end = consumer.last_stable_offset(tp)
+    return consumer.highwater(tp) if end is None or end < 0 else end
 
 
 class _Rebalance(ConsumerRebalanceListener):

@@ -34,37 +34,45 @@ class _Batch:
         return len(self.values)
 
 
-class OutageThenRecording:
-    """A producer whose first send fails as in an outage; later sends are recorded."""
+class Recording:
+    """A producer that records every batch it is handed."""
 
     def __init__(self) -> None:
-        self.failed = False
         self.sent: list[tuple[str, bytes | None]] = []
+        self.headers: list[Any] = []
 
     def create_batch(self) -> _Batch:
         return _Batch()
 
     async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> asyncio.Future:
-        if not self.failed:
-            self.failed = True
-            raise KafkaConnectionError("broker gone")
         self.sent += [(topic, value) for value in batch.values]
+        self.headers += batch.headers
         done: asyncio.Future = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
 
 
-class OneMegabyteDeadLetters(OutageThenRecording):
+class OutageThenRecording(Recording):
+    """A producer whose first send fails as in an outage; later sends are recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> asyncio.Future:
+        if not self.failed:
+            self.failed = True
+            raise KafkaConnectionError("broker gone")
+        return await super().send_batch(batch, topic, partition=partition)
+
+
+class OneMegabyteDeadLetters(Recording):
     """A broker whose dead-letter topic keeps Kafka's default limit (1 MB per record)."""
 
     async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> asyncio.Future:
         if topic == "dlq" and any(len(value or b"") > 1_048_576 for value in batch.values):
             raise MessageSizeTooLargeError()
-        self.sent += [(topic, value) for value in batch.values]
-        self.headers = getattr(self, "headers", []) + batch.headers
-        done: asyncio.Future = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
+        return await super().send_batch(batch, topic, partition=partition)
 
 
 TOPOLOGY = Topology(
